@@ -1,0 +1,1 @@
+"""rally_lm: live-migration benchmarking for OpenStack, as Rally plugins."""

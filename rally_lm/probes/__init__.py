@@ -1,0 +1,1 @@
+"""Measurement core: probes, timelines and their analysis. No Rally imports."""

@@ -1,0 +1,281 @@
+"""Millisecond downtime probe: echo requests to many targets from one thread.
+
+Sends are scheduled on the monotonic clock (``ping -i 0.01`` manages only ~85
+requests/s on a loaded 2-core host), every send and reply time is recorded,
+and the analysis in :mod:`rally_lm.probes.timeline` works on those records.
+
+Transports:
+
+* ``icmp`` - ICMP echo through a raw socket (needs CAP_NET_RAW) or, where the
+  kernel allows it (``net.ipv4.ping_group_range``), the unprivileged datagram
+  ICMP socket. ``transport`` on the probe says which one was used.
+* ``udp`` - datagrams to a UDP echo service (RFC 862), e.g. the guest agent.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections.abc import Sequence
+
+from rally_lm.probes.records import ProbeClock, TargetTimeline
+
+MIN_INTERVAL = 0.001
+#: Payload after the ICMP header / the whole UDP datagram.
+_PAYLOAD = struct.Struct("!4sIII")
+_MAGIC = b"RLMP"
+_ICMP_ECHO_REQUEST = 8
+_ICMP_ECHO_REPLY = 0
+_ICMP_HEADER = struct.Struct("!BBHHH")
+
+
+class ProbeError(Exception):
+    """The probe cannot measure as asked; the message says what to fix."""
+
+
+class ProbeNotPermitted(ProbeError):
+    """Neither a raw nor a datagram ICMP socket may be opened here."""
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def open_icmp_socket() -> tuple[socket.socket, str]:
+    """Open the best ICMP socket permitted: ('raw' or 'datagram')."""
+    try:
+        return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), "raw"
+    except PermissionError:
+        pass
+    try:
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP), "datagram"
+    except PermissionError as exc:
+        low, high = _ping_group_range()
+        raise ProbeNotPermitted(
+            "ICMP probing is not permitted: no CAP_NET_RAW for a raw socket and gid "
+            f"{os.getgid()} is outside net.ipv4.ping_group_range ({low} {high}). Run as root, "
+            "grant CAP_NET_RAW, widen ping_group_range, or use the UDP probe (--udp PORT)."
+        ) from exc
+
+
+def _ping_group_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range") as handle:
+            low, high = handle.read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 1, 0
+
+
+class DowntimeProbe:
+    """Probe several targets at a fixed interval until stopped.
+
+    ``start()`` launches the probe thread; ``stop()`` stops sending, waits
+    ``reply_timeout`` for the last replies and returns one
+    :class:`TargetTimeline` per target. ``snapshot()`` copies the timelines
+    while running (for hooks that report as they go).
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str],
+        interval: float = 0.01,
+        protocol: str = "icmp",
+        udp_port: int | None = None,
+        reply_timeout: float = 1.0,
+    ) -> None:
+        if not targets:
+            raise ProbeError("no probe target given")
+        if interval < MIN_INTERVAL:
+            raise ProbeError(f"interval {interval * 1000:g} ms is below the minimum of 1 ms")
+        if protocol not in ("icmp", "udp"):
+            raise ProbeError(f"unknown probe protocol {protocol!r} (icmp or udp)")
+        if protocol == "udp" and not udp_port:
+            raise ProbeError("the UDP probe needs the target's UDP echo port")
+        self.addresses = [self._resolve(t) for t in targets]
+        if len(set(self.addresses)) != len(self.addresses):
+            raise ProbeError("the same target is listed twice")
+        self.targets = list(targets)
+        self.interval = interval
+        self.protocol = protocol
+        self.udp_port = udp_port
+        self.reply_timeout = reply_timeout
+        self.transport = ""
+        self._token = int.from_bytes(os.urandom(4), "big")
+        self._index = {addr: i for i, addr in enumerate(self.addresses)}
+        self._sock = self._open_socket()
+        self.clock = ProbeClock.now()
+        self._timelines = [
+            TargetTimeline(target=t, protocol=protocol, interval=interval, clock=self.clock)
+            for t in self.targets
+        ]
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
+
+    @staticmethod
+    def _resolve(target: str) -> str:
+        try:
+            return socket.gethostbyname(target)
+        except OSError as exc:
+            raise ProbeError(f"cannot resolve probe target {target!r}: {exc}") from exc
+
+    def _open_socket(self) -> socket.socket:
+        if self.protocol == "icmp":
+            sock, self.transport = open_icmp_socket()
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.transport = "udp"
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.setblocking(False)
+        return sock
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self) -> DowntimeProbe:
+        self.clock = ProbeClock.now()
+        for timeline in self._timelines:
+            timeline.clock = self.clock
+        self._thread = threading.Thread(target=self._run, name="downtime-probe", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[TargetTimeline]:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sock.close()
+        if self.failure is not None:
+            raise ProbeError(f"downtime probe failed: {self.failure}") from self.failure
+        return self._timelines
+
+    def snapshot(self) -> list[TargetTimeline]:
+        with self._lock:
+            return [
+                TargetTimeline(
+                    target=t.target,
+                    protocol=t.protocol,
+                    interval=t.interval,
+                    clock=t.clock,
+                    sent=array.array("d", t.sent),
+                    received=array.array("d", t.received),
+                    duplicates=t.duplicates,
+                    errors=t.errors,
+                )
+                for t in self._timelines
+            ]
+
+    def __enter__(self) -> DowntimeProbe:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread is not None and not self._stopping.is_set():
+            self.stop()
+
+    # -- the loop -----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # noqa: BLE001 - surfaced by stop()
+            self.failure = exc
+
+    def _loop(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._sock, selectors.EVENT_READ)
+        count = len(self.addresses)
+        # Spread targets across the interval so a burst never queues behind itself.
+        step = self.interval / count
+        next_send = time.monotonic()
+        slot = 0
+        stop_at = None
+        while True:
+            now = time.monotonic()
+            if stop_at is None and self._stopping.is_set():
+                stop_at = now + self.reply_timeout
+            if stop_at is not None:
+                if now >= stop_at:
+                    break
+            else:
+                while now >= next_send:
+                    self._send(slot)
+                    slot = (slot + 1) % count
+                    next_send += step
+                    if now - next_send > self.interval:
+                        # Starved of CPU: skip ahead; the send times show the gap.
+                        next_send = now
+            wake = stop_at if stop_at is not None else next_send
+            for _key, _mask in selector.select(max(0.0, wake - time.monotonic())):
+                self._receive_all()
+        selector.close()
+
+    def _send(self, index: int) -> None:
+        timeline = self._timelines[index]
+        seq = len(timeline.sent)
+        payload = _PAYLOAD.pack(_MAGIC, self._token, index, seq)
+        if self.protocol == "icmp":
+            header = _ICMP_HEADER.pack(_ICMP_ECHO_REQUEST, 0, 0, self._token & 0xFFFF, seq & 0xFFFF)
+            checksum = _checksum(header + payload)
+            packet = _ICMP_HEADER.pack(
+                _ICMP_ECHO_REQUEST, 0, checksum, self._token & 0xFFFF, seq & 0xFFFF
+            ) + payload
+            destination = (self.addresses[index], 0)
+        else:
+            packet = payload
+            destination = (self.addresses[index], self.udp_port)
+        try:
+            self._sock.sendto(packet, destination)
+        except OSError as exc:
+            if exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EAGAIN,
+                                 errno.ENOBUFS, errno.EHOSTDOWN, errno.ECONNREFUSED):
+                raise
+            timeline.errors += 1
+        with self._lock:
+            timeline.sent.append(time.monotonic())
+            timeline.received.append(float("nan"))
+
+    def _receive_all(self) -> None:
+        while True:
+            try:
+                data, (address, _port) = self._sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionRefusedError:
+                # ICMP port unreachable from a UDP target: counts as no reply.
+                continue
+            now = time.monotonic()
+            self._record_reply(data, address, now)
+
+    def _record_reply(self, data: bytes, address: str, now: float) -> None:
+        if self.protocol == "icmp":
+            if self.transport == "raw":
+                data = data[(data[0] & 0x0F) * 4:]
+            if len(data) < _ICMP_HEADER.size + _PAYLOAD.size or data[0] != _ICMP_ECHO_REPLY:
+                return
+            data = data[_ICMP_HEADER.size:]
+        if len(data) < _PAYLOAD.size:
+            return
+        magic, token, index, seq = _PAYLOAD.unpack_from(data)
+        if magic != _MAGIC or token != self._token or self._index.get(address) != index:
+            return
+        timeline = self._timelines[index]
+        with self._lock:
+            if seq >= len(timeline.received):
+                return
+            if timeline.received[seq] == timeline.received[seq]:  # not NaN: a duplicate
+                timeline.duplicates += 1
+            else:
+                timeline.received[seq] = now
