@@ -10,8 +10,6 @@ import selectors
 import socket
 import threading
 
-from rally_lm.probes.tcp_continuity import TCP_THIN_LINEAR_TIMEOUTS
-
 
 class EchoServer:
     """Echo every byte/datagram back on ``address`` until ``stop()``."""
@@ -63,7 +61,6 @@ class EchoServer:
         except BlockingIOError:
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.setsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, 1)
         conn.setblocking(False)
         self._selector.register(conn, selectors.EVENT_READ, bytearray())
 
