@@ -1,0 +1,44 @@
+#!/bin/busybox sh
+# /init of the rally-lm benchmark guest (busybox initramfs).
+# Network from the config drive's network_data.json (or lmip= on the kernel
+# command line), workload from its user_data, as cloud-init would do.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for module in $(cat /modules.order); do insmod "/lib/modules/$module" 2>/dev/null; done
+echo "rally-lm-guest: modules loaded"
+
+mkdir -p /config
+for dev in /dev/sr0 /dev/sr1 /dev/vdb /dev/vdc; do
+    [ -b "$dev" ] || continue
+    mount -o ro -t iso9660 "$dev" /config 2>/dev/null || mount -o ro "$dev" /config 2>/dev/null || continue
+    [ -d /config/openstack ] && break
+    umount /config
+done
+
+ip=""; mask="255.255.255.0"
+data=/config/openstack/latest/network_data.json
+if [ -f "$data" ]; then
+    ip=$(sed -n 's/.*"ip_address": *"\([0-9.]*\)".*/\1/p' "$data")
+    found=$(sed -n 's/.*"netmask": *"\([0-9.]*\)".*/\1/p' "$data")
+    [ -n "$found" ] && mask=$found
+fi
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in lmip=*) ip=${arg#lmip=} ;; esac
+done
+ip link set lo up
+if [ -n "$ip" ]; then
+    ifconfig eth0 "$ip" netmask "$mask" up
+    echo "rally-lm-guest: eth0 $ip/$mask"
+else
+    echo "rally-lm-guest: no address found (no config drive, no lmip=)"
+fi
+
+if [ -f /config/openstack/latest/user_data ]; then
+    cp /config/openstack/latest/user_data /user_data
+    echo "rally-lm-guest: running user_data"
+    sh /user_data > /dev/console 2>&1 &
+fi
+echo "rally-lm-guest: up $(cut -d' ' -f1 /proc/uptime)s"
+while true; do sleep 3600; done
