@@ -87,7 +87,9 @@ def enslave(port: str, bridge: str, netns: str) -> None:
 
 def add_address(device: str, cidr: str, netns: str) -> None:
     proc = run(["ip", "addr", "add", cidr, "dev", device], netns=netns, check=False)
-    if proc.returncode != 0 and "File exists" not in proc.stderr:
+    if proc.returncode != 0 and not any(
+        known in proc.stderr for known in ("File exists", "already assigned")
+    ):
         raise CommandFailed(f"ip addr add {cidr} dev {device} in {netns}: {proc.stderr.strip()}")
 
 

@@ -1,0 +1,157 @@
+"""The two compute hosts: virtlogd + libvirtd, nova-compute, linuxbridge agent.
+
+The storage mode decides what ``/var/lib/nova/instances`` is on each host:
+``local`` - the host's own directory (Nova block-migrates), ``shared`` - one
+directory for both, mounted through bindfs as ``fuse.glusterfs`` so libvirt
+and Nova treat it as shared storage (a plain bind mount is refused as unsafe).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from rally_lm_testbed import config, hosts, layout, network
+from rally_lm_testbed.layout import Host
+
+INSTANCES = "/var/lib/nova/instances"
+
+
+def daemons(host: Host) -> list[str]:
+    return [f"{host.name}-virtlogd", f"{host.name}-libvirtd", f"{host.name}-nova-compute",
+            f"{host.name}-linuxbridge-agent"]
+
+
+def _write_text(host: Host, path: str, text: str) -> None:
+    target = config.private_path(host, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+# -- libvirt -------------------------------------------------------------------------
+
+def libvirt_configure(host: Host) -> None:
+    # libvirt cannot read a host UUID here, and equal UUIDs make it refuse to
+    # migrate ("Attempt to migrate guest to the same host").
+    host_uuid = uuid.uuid5(uuid.NAMESPACE_DNS, f"rally-lm-testbed-{host.name}")
+    _write_text(host, "/etc/libvirt/libvirtd.conf", "\n".join([
+        "listen_tls = 0",
+        "listen_tcp = 1",
+        f'listen_addr = "{host.ip}"',
+        'auth_tcp = "none"',
+        'auth_unix_rw = "none"',
+        'auth_unix_ro = "none"',
+        f'host_uuid = "{host_uuid}"',
+        'log_outputs = "3:stderr"',
+        "",
+    ]))
+    _write_text(host, "/etc/libvirt/qemu.conf", "\n".join([
+        'user = "root"',
+        'group = "root"',
+        "dynamic_ownership = 0",
+        "remember_owner = 0",
+        'security_driver = "none"',
+        "cgroup_controllers = [ ]",
+        f'migration_address = "{host.ip}"',
+        "",
+    ]))
+
+
+def libvirt_start(host: Host) -> None:
+    hosts.spawn(host, f"{host.name}-virtlogd",
+                ["virtlogd", "--pid-file", "/run/libvirt/virtlogd.pid"])
+    hosts.spawn(host, f"{host.name}-libvirtd",
+                ["libvirtd", "--listen", "--pid-file", "/run/libvirt/libvirtd.pid"])
+    hosts.wait_for_port(host, 16509, 60, f"{host.name}-libvirtd")
+
+
+def virsh(host: Host, *args: str, check: bool = True):
+    return hosts.host_run(host, ["virsh", "-c", "qemu:///system", *args], check=check)
+
+
+# -- storage mode ---------------------------------------------------------------------
+
+def _mounted_fstype(host: Host, path: str) -> str | None:
+    out = hosts.host_run(host, ["findmnt", "-n", "-o", "FSTYPE", path], check=False).stdout
+    return out.strip() or None
+
+
+def storage_apply(host: Host, storage: str) -> None:
+    """Make ``INSTANCES`` on ``host`` local or shared (computes must be stopped)."""
+    fstype = _mounted_fstype(host, INSTANCES)
+    if storage == "shared":
+        if fstype != "fuse.glusterfs":
+            layout.SHARED_INSTANCES.mkdir(parents=True, exist_ok=True)
+            hosts.host_run(host, ["mkdir", "-p", INSTANCES])
+            hosts.host_run(host, ["bindfs", "-o", "subtype=glusterfs,allow_other",
+                                  str(layout.SHARED_INSTANCES), INSTANCES])
+    elif fstype is not None:
+        hosts.host_run(host, ["umount", INSTANCES])
+    hosts.host_run(host, ["mkdir", "-p", INSTANCES])
+
+
+# -- nova-compute and the linuxbridge agent ---------------------------------------------
+
+def nova_compute_configure(host: Host, tunnelled: bool) -> None:
+    config.write(config.private_path(host, "/etc/nova/nova.conf"), {
+        "DEFAULT": {"host": host.name, "my_ip": host.ip, "transport_url": config.TRANSPORT_URL,
+                    "compute_driver": "libvirt.LibvirtDriver", "state_path": "/var/lib/nova",
+                    "instances_path": INSTANCES, "force_config_drive": True,
+                    "use_stderr": True, "initial_cpu_allocation_ratio": 8.0,
+                    "reserved_host_memory_mb": 256},
+        "libvirt": {"virt_type": "qemu", "cpu_mode": "custom", "cpu_models": "qemu64",
+                    "live_migration_scheme": "tcp", "live_migration_inbound_addr": host.ip,
+                    "live_migration_tunnelled": tunnelled},
+        # Without it the destination's bridge lacks its uplink until the agent
+        # adds it after port activation: a 100 ms pause became a 7.7 s outage.
+        "os_vif_linux_bridge": {"flat_interface": network.TENANT_DEV},
+        "neutron": config.service_auth("neutron"),
+        "placement": config.service_auth("placement"),
+        "service_user": {**config.service_auth("nova"), "send_service_user_token": True},
+        "glance": {"api_servers": f"http://{layout.CONTROLLER.ip}:9292"},
+        "oslo_concurrency": {"lock_path": "/var/lib/nova/tmp"},
+        "vnc": {"enabled": False},
+    })
+
+
+def linuxbridge_configure(host: Host) -> None:
+    config.write(config.private_path(host, "/etc/neutron/neutron.conf"), {
+        "DEFAULT": {"host": host.name, "transport_url": config.TRANSPORT_URL,
+                    "use_stderr": True},
+        "oslo_concurrency": {"lock_path": "/var/lib/neutron/tmp"},
+    })
+    config.write(config.private_path(host, "/etc/neutron/plugins/ml2/linuxbridge_agent.ini"), {
+        "linux_bridge": {"physical_interface_mappings":
+                         f"{layout.PHYSNET}:{network.TENANT_DEV}"},
+        "vxlan": {"enable_vxlan": False},
+        "securitygroup": {"firewall_driver": "iptables", "enable_security_group": True},
+    })
+
+
+def services_start(host: Host) -> None:
+    hosts.spawn(host, f"{host.name}-nova-compute",
+                ["nova-compute", "--config-file", "/etc/nova/nova.conf"])
+    hosts.spawn(host, f"{host.name}-linuxbridge-agent", [
+        "neutron-linuxbridge-agent", "--config-file", "/etc/neutron/neutron.conf",
+        "--config-file", "/etc/neutron/plugins/ml2/linuxbridge_agent.ini"])
+
+
+def services_stop(host: Host) -> None:
+    for daemon in (f"{host.name}-linuxbridge-agent", f"{host.name}-nova-compute"):
+        hosts.stop(daemon)
+
+
+def up(host: Host, mode: dict, log=print) -> None:
+    log(f"{host.name}: libvirt")
+    libvirt_configure(host)
+    libvirt_start(host)
+    log(f"{host.name}: nova-compute, linuxbridge agent ({json.dumps(mode)})")
+    storage_apply(host, mode["storage"])
+    nova_compute_configure(host, mode["tunnelled"] == "on")
+    linuxbridge_configure(host)
+    services_start(host)
+
+
+def stop_all(host: Host) -> None:
+    for daemon in reversed(daemons(host)):
+        hosts.stop(daemon)

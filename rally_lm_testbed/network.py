@@ -1,0 +1,44 @@
+"""The testbed's wires: a fabric namespace with two bridges, and veth uplinks."""
+
+from __future__ import annotations
+
+from rally_lm_testbed import layout, netns
+
+MGMT_BRIDGE = "br-mgmt"
+TENANT_BRIDGE = "br-tenant"
+#: Name of the management and tenant interfaces inside every host.
+MGMT_DEV = "mgmt0"
+TENANT_DEV = "tenant0"
+
+
+def _uplink(ns: str, short: str, bridge: str, dev: str, prefix: str) -> None:
+    fabric_side = f"{prefix}-{short}"
+    if netns.run(["ip", "link", "show", dev], netns=ns, check=False).returncode == 0:
+        return
+    netns.add_veth(dev, ns, fabric_side, layout.FABRIC)
+    netns.enslave(fabric_side, bridge, layout.FABRIC)
+
+
+def configure() -> None:
+    """Create every namespace link and address (idempotent)."""
+    netns.check_subnet_free(layout.SUPERNET)
+    netns.add_netns(layout.FABRIC)
+    netns.add_bridge(MGMT_BRIDGE, layout.FABRIC)
+    netns.add_bridge(TENANT_BRIDGE, layout.FABRIC)
+    for host in layout.HOSTS:
+        netns.add_netns(host.netns)
+        _uplink(host.netns, host.name, MGMT_BRIDGE, MGMT_DEV, "m")
+        netns.add_address(MGMT_DEV, f"{host.ip}/24", host.netns)
+    for host in layout.COMPUTES:
+        # Unaddressed: the linuxbridge agent puts it into the network's bridge.
+        _uplink(host.netns, host.name, TENANT_BRIDGE, TENANT_DEV, "t")
+    netns.add_netns(layout.PROBE)
+    _uplink(layout.PROBE, "probe", MGMT_BRIDGE, MGMT_DEV, "m")
+    _uplink(layout.PROBE, "probe", TENANT_BRIDGE, TENANT_DEV, "t")
+    netns.add_address(MGMT_DEV, f"{layout.PROBE_MGMT_IP}/24", layout.PROBE)
+    netns.add_address(TENANT_DEV, f"{layout.PROBE_TENANT_IP}/24", layout.PROBE)
+
+
+def cleanup() -> list[str]:
+    """Delete every testbed namespace (and with them every veth and bridge)."""
+    return netns.delete_netns_with_prefix(layout.PREFIX)

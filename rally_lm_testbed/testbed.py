@@ -1,0 +1,210 @@
+"""The testbed's life cycle: up, down, status, mode, env."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rally_lm_testbed import compute, controller, hosts, image, layout, netns, network
+
+DEFAULT_MODE = {"storage": "local", "tunnelled": "off"}
+
+
+def log(message: str) -> None:
+    print(f"[testbed {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def read_mode() -> dict:
+    try:
+        return json.loads(layout.MODE_FILE.read_text())
+    except (OSError, ValueError):
+        return dict(DEFAULT_MODE)
+
+
+def write_mode(mode: dict) -> None:
+    layout.STATE.mkdir(parents=True, exist_ok=True)
+    layout.MODE_FILE.write_text(json.dumps(mode))
+
+
+def in_probe(argv: list[str], check: bool = True, timeout: float = 600) -> str:
+    """Run a command in the probe namespace (where the APIs are reachable)."""
+    proc = subprocess.run(["ip", "netns", "exec", layout.PROBE, *argv], capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed in {layout.PROBE}:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def bootstrap(step: str, *args: str) -> dict:
+    out = in_probe([sys.executable, "-m", "rally_lm_testbed.bootstrap", step, *args])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def preflight() -> None:
+    netns.require_root("rally-lm testbed")
+    missing = [tool for tool in ("libvirtd", "nova-compute", "neutron-server", "mariadbd",
+                                 "uwsgi", "bindfs", "genisoimage", "busybox")
+               if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    if missing:
+        raise RuntimeError(f"testbed packages missing ({', '.join(missing)}): run "
+                           "tools/install-system-deps.sh first")
+    version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                             text=True).stdout
+    if "version 7." in version:
+        raise RuntimeError("QEMU 7.x loses guest memory writes while migrating under TCG: "
+                           "install QEMU 10 from bookworm-backports (tools/install-system-deps.sh)")
+
+
+def is_up() -> bool:
+    return all(hosts.running_pid(d) for d in controller.DAEMONS) and all(
+        hosts.running_pid(d) for h in layout.COMPUTES for d in compute.daemons(h))
+
+
+def up() -> float:
+    """Bring everything up; returns seconds taken. Changes nothing if already up."""
+    preflight()
+    started = time.monotonic()
+    if is_up():
+        log("already up")
+        return 0.0
+    if not any(hosts.running_pid(d) for d in controller.DAEMONS):
+        # Nothing of ours runs: clear leftovers of a killed run first.
+        down(quiet=True)
+    mode = read_mode()
+    write_mode(mode)
+    log("network namespaces and links")
+    network.configure()
+    for host in layout.HOSTS:
+        hosts.create_host(host)
+    log("guest image")
+    guest = image.build()
+    controller.up(after_keystone=lambda: bootstrap("register"), log=log)
+    for host in layout.COMPUTES:
+        compute.up(host, mode, log=log)
+    log("waiting for both computes and agents")
+    wait_computes()
+    controller.nova_discover_hosts()
+    log(f"  {bootstrap('wait-hypervisors')}")
+    log(f"  {bootstrap('flavors')}")
+    log(f"  {bootstrap('images', str(guest.kernel), str(guest.ramdisk), str(guest.root_disk))}")
+    log(f"  {bootstrap('network')}")
+    elapsed = time.monotonic() - started
+    log(f"up in {elapsed:.0f}s (mode: storage={mode['storage']} tunnelled={mode['tunnelled']})")
+    return elapsed
+
+
+def wait_computes() -> None:
+    try:
+        log(f"  {bootstrap('wait-computes')}")
+    except RuntimeError as exc:
+        dead = [d for h in layout.COMPUTES for d in compute.daemons(h) if not hosts.running_pid(d)]
+        details = "".join(f"\n--- {d} ---\n{hosts.tail(hosts.log_file(d))}" for d in dead)
+        raise RuntimeError(f"{exc}\ndaemons that died: {dead or 'none'}{details}") from exc
+
+
+def down(quiet: bool = False) -> None:
+    """Stop everything and remove every namespace, mount and state of the testbed."""
+    netns.require_root("rally-lm testbed")
+    for host in layout.COMPUTES:
+        compute.stop_all(host)
+    controller.stop_all()
+    removed = network.cleanup()  # kills what is left inside (guests, bindfs, epmd)
+    hosts.destroy_host_namespaces()
+    if layout.STATE.exists():
+        shutil.rmtree(layout.STATE, ignore_errors=True)
+    if not quiet:
+        log(f"down: removed namespaces {', '.join(removed) or '(none)'}")
+
+
+def set_mode(storage: str | None, tunnelled: str | None) -> dict:
+    """Switch storage and/or tunnelling; restarts the computes only."""
+    preflight()
+    if not is_up():
+        raise RuntimeError("the testbed is not up: run `rally-lm testbed up` first")
+    mode = read_mode()
+    new = {"storage": storage or mode["storage"], "tunnelled": tunnelled or mode["tunnelled"]}
+    if new["storage"] != mode["storage"]:
+        guests = {h.name: guests_on(h) for h in layout.COMPUTES}
+        if any(guests.values()):
+            raise RuntimeError(f"cannot switch storage with guests running: {guests}; "
+                               "delete the servers first")
+    for host in layout.COMPUTES:
+        compute.services_stop(host)
+    for host in layout.COMPUTES:
+        compute.storage_apply(host, new["storage"])
+        compute.nova_compute_configure(host, new["tunnelled"] == "on")
+        compute.services_start(host)
+    write_mode(new)
+    log(f"mode: storage={new['storage']} tunnelled={new['tunnelled']}; waiting for computes")
+    wait_computes()
+    return new
+
+
+def guests_on(host: layout.Host) -> list[str]:
+    if not hosts.running_pid(f"{host.name}-libvirtd"):
+        return []
+    out = compute.virsh(host, "list", "--name", check=False).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def status() -> dict:
+    daemons = {d: bool(hosts.running_pid(d)) for d in controller.DAEMONS}
+    for host in layout.COMPUTES:
+        daemons |= {d: bool(hosts.running_pid(d)) for d in compute.daemons(host)}
+    return {
+        "up": all(daemons.values()),
+        "mode": read_mode(),
+        "services": daemons,
+        "guests": {h.name: guests_on(h) for h in layout.COMPUTES},
+        "namespaces": [ns for ns in netns.list_netns() if ns.startswith(layout.PREFIX)],
+        "logs": str(layout.LOG_DIR),
+    }
+
+
+def credentials() -> dict[str, str]:
+    return {
+        "OS_AUTH_URL": layout.KEYSTONE_URL,
+        "OS_USERNAME": "admin",
+        "OS_PASSWORD": layout.PASSWORD,
+        "OS_PROJECT_NAME": "admin",
+        "OS_USER_DOMAIN_NAME": "Default",
+        "OS_PROJECT_DOMAIN_NAME": "Default",
+        "OS_REGION_NAME": layout.REGION,
+        "OS_IDENTITY_API_VERSION": "3",
+        "OS_INTERFACE": "public",
+    }
+
+
+def clouds_yaml() -> str:
+    creds = credentials()
+    return "\n".join([
+        "clouds:",
+        "  rally-lm-testbed:",
+        "    auth:",
+        f"      auth_url: {creds['OS_AUTH_URL']}",
+        f"      username: {creds['OS_USERNAME']}",
+        f"      password: {creds['OS_PASSWORD']}",
+        f"      project_name: {creds['OS_PROJECT_NAME']}",
+        "      user_domain_name: Default",
+        "      project_domain_name: Default",
+        f"    region_name: {creds['OS_REGION_NAME']}",
+        "    identity_api_version: 3",
+        "",
+    ])
+
+
+def probe_command(argv: list[str]) -> list[str]:
+    """How to run ``argv`` where the testbed's APIs and guests are reachable."""
+    return ["ip", "netns", "exec", layout.PROBE, *argv]
+
+
+def env_file() -> Path:
+    path = layout.STATE / "openrc"
+    path.write_text("".join(f"export {k}={v}\n" for k, v in credentials().items()))
+    os.chmod(path, 0o600)
+    return path
