@@ -7,6 +7,7 @@ keystoneauth session, so nothing here depends on a client library's quirks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -147,12 +148,19 @@ def ensure_images(kernel: str, ramdisk: str, root: str) -> dict:
     images = {i["name"]: i for i in _get(sess, "image", "/v2/images?limit=1000")["images"]}
 
     def upload(name: str, path: str, properties: dict) -> str:
-        if name in images and images[name]["status"] == "active":
-            return images[name]["id"]
+        data = Path(path).read_bytes()
+        old = images.get(name)
+        same = old and old["status"] == "active" and old.get("checksum") == hashlib.md5(
+            data, usedforsecurity=False).hexdigest()
+        if same and all(old.get(k) == v for k, v in properties.items()):
+            return old["id"]
+        if old:  # rebuilt guest: replace it
+            sess.delete(f"/v2/images/{old['id']}",
+                        endpoint_filter={"service_type": "image", "interface": "public"})
         image = _post(sess, "image", "/v2/images", {
             "name": name, "disk_format": "raw", "container_format": "bare",
             "visibility": "public", **properties})
-        sess.put(f"/v2/images/{image['id']}/file", data=Path(path).read_bytes(),
+        sess.put(f"/v2/images/{image['id']}/file", data=data,
                  headers={"Content-Type": "application/octet-stream"},
                  endpoint_filter={"service_type": "image", "interface": "public"})
         return image["id"]

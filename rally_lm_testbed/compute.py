@@ -18,8 +18,8 @@ INSTANCES = "/var/lib/nova/instances"
 
 
 def daemons(host: Host) -> list[str]:
-    return [f"{host.name}-virtlogd", f"{host.name}-libvirtd", f"{host.name}-nova-compute",
-            f"{host.name}-linuxbridge-agent"]
+    return [f"{host.name}-sshd", f"{host.name}-virtlogd", f"{host.name}-libvirtd",
+            f"{host.name}-nova-compute", f"{host.name}-linuxbridge-agent"]
 
 
 def _write_text(host: Host, path: str, text: str) -> None:
@@ -69,6 +69,42 @@ def virsh(host: Host, *args: str, check: bool = True):
     return hosts.host_run(host, ["virsh", "-c", "qemu:///system", *args], check=check)
 
 
+# -- ssh between computes (Nova copies the config drive with scp) -----------------------
+
+def ssh_configure(host: Host) -> None:
+    keys = layout.STATE / "ssh"
+    if not (keys / "id_ed25519").exists():
+        keys.mkdir(parents=True, exist_ok=True)
+        hosts.netns.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                         "rally-lm-testbed", "-f", str(keys / "id_ed25519")])
+    dot_ssh = config.private_path(host, "/root/.ssh")
+    dot_ssh.mkdir(parents=True, exist_ok=True)
+    dot_ssh.chmod(0o700)
+    for name in ("id_ed25519", "id_ed25519.pub"):
+        (dot_ssh / name).write_bytes((keys / name).read_bytes())
+        (dot_ssh / name).chmod(0o600)
+    (dot_ssh / "authorized_keys").write_bytes((keys / "id_ed25519.pub").read_bytes())
+    # Testbed hosts are rebuilt every run: their host keys change by design.
+    (dot_ssh / "config").write_text("StrictHostKeyChecking no\nUserKnownHostsFile /dev/null\n"
+                                    "LogLevel ERROR\n")
+    _write_text(host, "/etc/ssh/sshd_config", "\n".join([
+        f"ListenAddress {host.ip}",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "UsePAM no",
+        "PidFile none",
+        "Subsystem sftp internal-sftp",
+        "",
+    ]))
+    hosts.host_run(host, ["ssh-keygen", "-A"])
+    hosts.host_run(host, ["mkdir", "-p", "/run/sshd"])
+
+
+def ssh_start(host: Host) -> None:
+    hosts.spawn(host, f"{host.name}-sshd", ["/usr/sbin/sshd", "-D", "-e"])
+    hosts.wait_for_port(host, 22, 20, f"{host.name}-sshd")
+
+
 # -- storage mode ---------------------------------------------------------------------
 
 def _mounted_fstype(host: Host, path: str) -> str | None:
@@ -96,6 +132,8 @@ def nova_compute_configure(host: Host, tunnelled: bool) -> None:
     config.write(config.private_path(host, "/etc/nova/nova.conf"), {
         "DEFAULT": {"host": host.name, "my_ip": host.ip, "transport_url": config.TRANSPORT_URL,
                     "compute_driver": "libvirt.LibvirtDriver", "state_path": "/var/lib/nova",
+                    # The iso9660 config drive is copied with scp during block
+                    # migration: hence sshd between the computes (see ssh_*).
                     "instances_path": INSTANCES, "force_config_drive": True,
                     "use_stderr": True, "initial_cpu_allocation_ratio": 8.0,
                     "reserved_host_memory_mb": 256},
@@ -142,7 +180,9 @@ def services_stop(host: Host) -> None:
 
 
 def up(host: Host, mode: dict, log=print) -> None:
-    log(f"{host.name}: libvirt")
+    log(f"{host.name}: sshd, libvirt")
+    ssh_configure(host)
+    ssh_start(host)
     libvirt_configure(host)
     libvirt_start(host)
     log(f"{host.name}: nova-compute, linuxbridge agent ({json.dumps(mode)})")

@@ -58,7 +58,6 @@ def authtoken(user: str) -> dict[str, object]:
         **service_auth(user),
         "www_authenticate_uri": f"http://{layout.CONTROLLER.ip}:5000",
         "memcached_servers": f"{layout.CONTROLLER.ip}:11211",
-        "service_token_roles_required": True,
     }
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 CACHE = Path(os.environ.get("RALLY_LM_CACHE", "/var/cache/rally-lm"))
 FILES = Path(__file__).parent / "files"
 #: What the guest needs, by module name; dependencies are resolved from modules.dep.
-MODULES = ["virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "ahci", "sr_mod", "isofs"]
+MODULES = ["virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "ahci", "sr_mod", "isofs",
+           "vfat", "nls_cp437", "nls_utf8", "nls_ascii"]
 ROOT_DISK_MIB = 64
 
 

@@ -93,7 +93,7 @@ CONTROLLER = Host(
 )
 _COMPUTE_DIRS = _COMMON + (
     "/etc/libvirt", "/var/lib/libvirt", "/run/libvirt", "/var/log/libvirt", "/var/cache/libvirt",
-    "/etc/nova", "/etc/neutron", "/var/lib/nova", "/var/lib/neutron",
+    "/etc/nova", "/etc/neutron", "/var/lib/nova", "/var/lib/neutron", "/etc/ssh", "/root/.ssh",
 )
 COMPUTES = (Host("hv1", 11, _COMPUTE_DIRS), Host("hv2", 12, _COMPUTE_DIRS))
 HOSTS = (CONTROLLER, *COMPUTES)

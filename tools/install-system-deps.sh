@@ -37,7 +37,7 @@ fi
 base_pkgs=(iproute2 iputils-ping procps psmisc util-linux python3-venv sqlite3 victoria-metrics)
 hv_pkgs=(qemu-system-x86 qemu-utils qemu-block-extra libvirt-daemon-system libvirt-clients
          libvirt-daemon libvirt-daemon-driver-qemu libvirt0)
-testbed_pkgs=(python3-libvirt busybox-static cpio kmod genisoimage gcc libc6-dev bindfs ebtables iptables bridge-utils
+testbed_pkgs=(python3-libvirt busybox-static cpio kmod genisoimage openssh-server openssh-client gcc libc6-dev bindfs ebtables iptables bridge-utils
               mariadb-server rabbitmq-server memcached python3-pymysql python3-memcache
               keystone glance-api placement-api nova-api nova-conductor nova-scheduler
               nova-compute-kvm neutron-server neutron-linuxbridge-agent neutron-plugin-ml2

@@ -12,7 +12,8 @@ echo "rally-lm-guest: modules loaded"
 mkdir -p /config
 for dev in /dev/sr0 /dev/sr1 /dev/vdb /dev/vdc; do
     [ -b "$dev" ] || continue
-    mount -o ro -t iso9660 "$dev" /config 2>/dev/null || mount -o ro "$dev" /config 2>/dev/null || continue
+    mount -o ro -t vfat "$dev" /config 2>/dev/null || mount -o ro -t iso9660 "$dev" /config \
+        2>/dev/null || continue
     [ -d /config/openstack ] && break
     umount /config
 done

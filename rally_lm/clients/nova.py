@@ -1,0 +1,171 @@
+"""The one narrow adapter between rally_lm and Nova.
+
+Everything the benchmark asks of Nova goes through :class:`NovaAdapter`, at
+one pinned microversion, and comes back as plain dicts. Why 2.80:
+
+* >= 2.25: ``block_migration: "auto"`` (Nova decides from the storage) and no
+  ``disk_over_commit`` - rally-openstack's own helper still sends it;
+* >= 2.34: the live-migration pre-checks run asynchronously, so the API call
+  returns at once instead of holding an RPC that can time out (HTTP 500
+  ``MessagingTimeout`` although the migration completed);
+* >= 2.48: standardized server diagnostics (the metrics hook);
+* >= 2.65: a migration can be aborted while still queued or preparing;
+* >= 2.68: no ``force`` flag: an explicit host is always checked by the
+  scheduler, as operators expect;
+* 2.80: ``os-migrations`` entries carry uuid, user and project.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MICROVERSION = "2.80"
+MIN_MICROVERSION = MICROVERSION
+
+#: Migration record statuses after which nothing changes any more.
+FINAL_MIGRATION_STATUSES = frozenset({"completed", "error", "failed", "cancelled", "done"})
+
+
+class NovaError(Exception):
+    """Nova refused or failed a request; ``status`` is the HTTP code if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    return getattr(obj, name, default) if not isinstance(obj, dict) else obj.get(name, default)
+
+
+class NovaAdapter:
+    """Nova, as the benchmark sees it. ``client`` is a novaclient Client at MICROVERSION."""
+
+    def __init__(self, client: Any) -> None:
+        self._nova = client
+
+    @staticmethod
+    def _wrap(call, *args, **kwargs):
+        from novaclient import exceptions as nova_exc
+
+        try:
+            return call(*args, **kwargs)
+        except nova_exc.ClientException as exc:
+            raise NovaError(f"{exc}", getattr(exc, "code", None)) from exc
+
+    # -- the cloud ----------------------------------------------------------
+
+    def max_microversion(self) -> str:
+        version = self._wrap(self._nova.versions.get_current)
+        return _field(version, "version") or "2.1"
+
+    def compute_services(self) -> list[dict]:
+        services = self._wrap(self._nova.services.list, binary="nova-compute")
+        return [
+            {"host": s.host, "state": s.state, "status": s.status,
+             "zone": _field(s, "zone"), "disabled_reason": _field(s, "disabled_reason")}
+            for s in services
+        ]
+
+    def find_flavor(self, name_or_id: str) -> dict | None:
+        for flavor in self._wrap(self._nova.flavors.list, is_public=None):
+            if name_or_id in (flavor.id, flavor.name):
+                return {"id": flavor.id, "name": flavor.name, "vcpus": flavor.vcpus,
+                        "ram": flavor.ram, "disk": flavor.disk}
+        return None
+
+    # -- servers ------------------------------------------------------------
+
+    def boot(self, name: str, image_id: str, flavor_id: str, host: str, network_id: str,
+             userdata: str | None = None, fixed_ip: str | None = None) -> str:
+        nic = {"net-id": network_id}
+        if fixed_ip:
+            nic["v4-fixed-ip"] = fixed_ip
+        server = self._wrap(self._nova.servers.create, name=name, image=image_id,
+                            flavor=flavor_id, nics=[nic], host=host, userdata=userdata,
+                            config_drive=True)
+        return server.id
+
+    def server(self, server_id: str) -> dict | None:
+        """The server's state, or None if Nova no longer knows it."""
+        from novaclient import exceptions as nova_exc
+
+        try:
+            server = self._nova.servers.get(server_id)
+        except nova_exc.NotFound:
+            return None
+        except nova_exc.ClientException as exc:
+            raise NovaError(str(exc), getattr(exc, "code", None)) from exc
+        addresses = [a["addr"] for net in (server.addresses or {}).values() for a in net]
+        return {
+            "id": server.id,
+            "name": server.name,
+            "status": server.status,
+            "host": _field(server, "OS-EXT-SRV-ATTR:host"),
+            "instance_name": _field(server, "OS-EXT-SRV-ATTR:instance_name"),
+            "task_state": _field(server, "OS-EXT-STS:task_state"),
+            "vm_state": _field(server, "OS-EXT-STS:vm_state"),
+            "addresses": addresses,
+            "fault": (_field(server, "fault") or {}).get("message"),
+        }
+
+    def delete(self, server_id: str) -> None:
+        from novaclient import exceptions as nova_exc
+
+        try:
+            self._nova.servers.delete(server_id)
+        except nova_exc.NotFound:
+            return
+
+    def diagnostics(self, server_id: str) -> dict:
+        _resp, body = self._wrap(self._nova.servers.diagnostics, server_id)
+        return body if isinstance(body, dict) else _field(body, "_info", {})
+
+    # -- live migration -------------------------------------------------------
+
+    def live_migrate(self, server_id: str, host: str, block_migration: str | bool) -> None:
+        self._wrap(self._nova.servers.live_migrate, server_id, host, block_migration)
+
+    def migration_progress(self, server_id: str) -> list[dict]:
+        """In-progress live migrations of a server (GET /servers/{id}/migrations)."""
+        migrations = self._wrap(self._nova.server_migrations.list, server_id)
+        keys = ("id", "uuid", "status", "source_compute", "dest_compute", "memory_total_bytes",
+                "memory_processed_bytes", "memory_remaining_bytes", "disk_total_bytes",
+                "disk_processed_bytes", "disk_remaining_bytes", "created_at", "updated_at")
+        return [{k: _field(m, k) for k in keys} for m in migrations]
+
+    def migrations(self, server_id: str) -> list[dict]:
+        """Every live-migration record of a server, oldest first (GET /os-migrations)."""
+        records = self._wrap(self._nova.migrations.list, instance_uuid=server_id,
+                             migration_type="live-migration")
+        keys = ("id", "uuid", "status", "source_compute", "dest_compute", "created_at",
+                "updated_at")
+        return sorted(({k: _field(m, k) for k in keys} for m in records), key=lambda m: m["id"])
+
+    def abort_migration(self, server_id: str, migration_id: int) -> None:
+        self._wrap(self._nova.server_migrations.live_migration_abort, server_id, migration_id)
+
+    def force_complete_migration(self, server_id: str, migration_id: int) -> None:
+        self._wrap(self._nova.server_migrations.live_migrate_force_complete, server_id,
+                   migration_id)
+
+    def action_events(self, server_id: str, action: str = "live-migration") -> list[dict]:
+        """Events of the latest instance action of this kind (os-instance-actions)."""
+        actions = [a for a in self._wrap(self._nova.instance_action.list, server_id)
+                   if _field(a, "action") == action]
+        if not actions:
+            return []
+        latest = max(actions, key=lambda a: _field(a, "start_time") or "")
+        detail = self._wrap(self._nova.instance_action.get, server_id,
+                            _field(latest, "request_id"))
+        return [
+            {k: e.get(k) for k in ("event", "start_time", "finish_time", "result", "host")}
+            for e in (_field(detail, "events") or [])
+        ]
+
+
+def make_client(session: Any, region: str | None = None) -> Any:
+    """A novaclient Client at MICROVERSION over a keystoneauth session."""
+    from novaclient import client as nova_client
+
+    return nova_client.Client(MICROVERSION, session=session, region_name=region)

@@ -1,0 +1,309 @@
+"""Drive one live migration through Nova and classify how it ended.
+
+The driver polls at most ``MAX_REQUESTS_PER_SECOND`` per migration: the
+server every ``poll_interval`` (which bounds the duration's error), and the
+progress endpoint every ``progress_every`` polls. It never raises for a
+migration that went wrong - it records the outcome and a failure class:
+
+=================  ==========================================================
+``completed``      Nova's record is ``completed``, the server is ACTIVE on the
+                   target
+``refused``        the API said no, or a pre-check failed before any data
+                   moved (e.g. tunnelled + block migration)
+``error``          the migration failed, the server is still on its source
+``timeout_aborted``  the timeout hit and the migration was aborted
+``timeout_forced``   the timeout hit and the migration was forced to complete
+``stale_status``   Nova's record and the server's host/status still disagree
+                   after the grace period (the seed saw this)
+``lost``           the server is gone or in ERROR
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rally_lm.clients.nova import FINAL_MIGRATION_STATUSES, NovaAdapter, NovaError
+
+MAX_REQUESTS_PER_SECOND = 5
+OUTCOMES = ("completed", "refused", "error", "timeout_aborted", "timeout_forced",
+            "stale_status", "lost")
+ON_TIMEOUT = ("abort", "force_complete", "wait")
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationPolicy:
+    block_migration: str | bool = "auto"
+    timeout: float = 600.0
+    on_timeout: str = "abort"
+    poll_interval: float = 0.25
+    progress_every: int = 4
+    status_grace: float = 60.0
+    #: With ``on_timeout: wait``, abort after this many timeouts after all.
+    wait_limit: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.on_timeout not in ON_TIMEOUT:
+            raise ValueError(f"on_timeout must be one of {', '.join(ON_TIMEOUT)}")
+        if self.timeout <= 0 or self.poll_interval <= 0 or self.status_grace < 0:
+            raise ValueError("timeout and poll_interval must be positive, status_grace >= 0")
+        polls = 1.0 / self.poll_interval
+        if polls * (1.0 + 1.0 / self.progress_every) > MAX_REQUESTS_PER_SECOND + 1e-9:
+            raise ValueError(f"poll_interval {self.poll_interval}s with progress every "
+                             f"{self.progress_every} polls exceeds "
+                             f"{MAX_REQUESTS_PER_SECOND} requests/s")
+
+
+@dataclasses.dataclass
+class MigrationRecord:
+    """Everything known about one migration; plain data, JSON-ready."""
+
+    server_id: str
+    vm: str
+    direction: str
+    source: str
+    target: str
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    duration: float = 0.0
+    nova_completed_after: float | None = None
+    outcome: str = ""
+    error: str | None = None
+    migration_id: int | None = None
+    migration_uuid: str | None = None
+    nova_status: str | None = None
+    nova_created_at: str | None = None
+    nova_updated_at: str | None = None
+    final_host: str | None = None
+    final_status: str | None = None
+    block_migration: str | bool = "auto"
+    timed_out: bool = False
+    timeout_action: str | None = None
+    progress: list[dict] = dataclasses.field(default_factory=list)
+    events: list[dict] = dataclasses.field(default_factory=list)
+    #: Monotonic window (for the probes), not serialized as wall time.
+    window: tuple[float, float] = (0.0, 0.0)
+    measurements: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in ("completed", "timeout_forced")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class MigrationFinished:
+    """Ready condition: the server left the ``migrating`` task state (or vanished)."""
+
+    def __init__(self, adapter: NovaAdapter, server_id: str) -> None:
+        self.adapter = adapter
+        self.server_id = server_id
+        self.last: dict | None = None
+
+    def __call__(self) -> bool:
+        self.last = self.adapter.server(self.server_id)
+        if self.last is None or self.last["status"] == "ERROR":
+            return True
+        return self.last["task_state"] is None
+
+    def __str__(self) -> str:
+        return f"live migration of server {self.server_id} finished"
+
+
+class MigrationDriver:
+    """Run single live migrations with a policy; see the module docstring."""
+
+    def __init__(
+        self,
+        adapter: NovaAdapter,
+        policy: MigrationPolicy,
+        timer: Callable[[str], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.adapter = adapter
+        self.policy = policy
+        self.timer = timer or (lambda _name: contextlib.nullcontext())
+        self.clock = clock
+        self.sleep = sleep
+
+    def migrate(self, server_id: str, vm: str, source: str, target: str,
+                direction: str) -> MigrationRecord:
+        record = MigrationRecord(server_id=server_id, vm=vm, direction=direction,
+                                 source=source, target=target,
+                                 block_migration=self.policy.block_migration)
+        try:
+            known = {m["id"] for m in self.adapter.migrations(server_id)}
+        except NovaError:
+            known = set()
+        start = self.clock()
+        record.started_at = time.time()
+        try:
+            with self.timer("nova.live_migrate"):
+                self.adapter.live_migrate(server_id, target, self.policy.block_migration)
+        except NovaError as exc:
+            end = self.clock()
+            record.window = (start, end)
+            record.finished_at = record.started_at + (end - start)
+            record.outcome, record.error = "refused", str(exc)
+            return record
+
+        with self.timer("nova.wait_for_live_migration"):
+            self._wait(record, server_id, start)
+        end = self.clock()
+        record.window = (start, end)
+        record.duration = end - start
+        record.finished_at = record.started_at + record.duration
+        with self.timer("nova.get_migration_record"):
+            self._settle(record, known, start)
+        return record
+
+    # -- phases -----------------------------------------------------------------
+
+    def _wait(self, record: MigrationRecord, server_id: str, start: float) -> None:
+        finished = MigrationFinished(self.adapter, server_id)
+        polls = 0
+        deadline = start + self.policy.timeout
+        while True:
+            if finished():
+                return
+            polls += 1
+            if polls % self.policy.progress_every == 0:
+                self._sample_progress(record, server_id, start)
+            now = self.clock()
+            if now >= deadline and not record.timed_out:
+                self._on_timeout(record, server_id, start)
+            elif record.timed_out and record.timeout_action == "wait" and \
+                    now >= start + self.policy.timeout * self.policy.wait_limit:
+                self._act(record, server_id, start, "abort")
+            self.sleep(self.policy.poll_interval)
+
+    def _sample_progress(self, record: MigrationRecord, server_id: str, start: float) -> None:
+        try:
+            running = self.adapter.migration_progress(server_id)
+        except NovaError:
+            return
+        for migration in running:
+            record.migration_id = migration["id"]
+            record.migration_uuid = migration["uuid"]
+            sample = {k: v for k, v in migration.items()
+                      if k.endswith("_bytes") or k == "status"}
+            sample["t"] = round(self.clock() - start, 3)
+            record.progress.append(sample)
+
+    def _on_timeout(self, record: MigrationRecord, server_id: str, start: float) -> None:
+        record.timed_out = True
+        record.timeout_action = self.policy.on_timeout
+        if self.policy.on_timeout != "wait":
+            self._act(record, server_id, start, self.policy.on_timeout)
+
+    def _act(self, record: MigrationRecord, server_id: str, start: float, action: str) -> None:
+        if record.migration_id is None:
+            self._sample_progress(record, server_id, start)
+        if record.migration_id is None:
+            record.error = f"timeout: no in-progress migration to {action}"
+            return
+        record.timeout_action = action
+        try:
+            if action == "abort":
+                with self.timer("nova.abort_live_migration"):
+                    self.adapter.abort_migration(server_id, record.migration_id)
+            else:
+                with self.timer("nova.force_complete_live_migration"):
+                    self.adapter.force_complete_migration(server_id, record.migration_id)
+        except NovaError as exc:
+            record.error = f"timeout: {action} failed: {exc}"
+
+    def _settle(self, record: MigrationRecord, known: set[int], start: float) -> None:
+        """Wait (up to the grace period) for Nova's record to agree, then classify."""
+        deadline = self.clock() + self.policy.status_grace
+        while True:
+            migration = self._own_record(record, known)
+            server = self.adapter.server(record.server_id)
+            if self._consistent(record, migration, server) or self.clock() >= deadline:
+                break
+            self.sleep(1.0)
+        if migration is not None:
+            record.migration_id = migration["id"]
+            record.migration_uuid = migration["uuid"]
+            record.nova_status = migration["status"]
+            record.nova_created_at = migration["created_at"]
+            record.nova_updated_at = migration["updated_at"]
+            if migration["status"] == "completed":
+                record.nova_completed_after = round(self.clock() - start, 3)
+        if server is not None:
+            record.final_host, record.final_status = server["host"], server["status"]
+        try:
+            record.events = self.adapter.action_events(record.server_id)
+        except NovaError:
+            record.events = []
+        record.outcome, reason = classify(record, migration, server)
+        if reason and not record.error:
+            record.error = reason
+
+    def _own_record(self, record: MigrationRecord, known: set[int]) -> dict | None:
+        """This migration's record: the one that did not exist before the call."""
+        try:
+            migrations = self.adapter.migrations(record.server_id)
+        except NovaError:
+            return None
+        new = [m for m in migrations if m["id"] not in known]
+        return new[-1] if new else None
+
+    @staticmethod
+    def _consistent(record: MigrationRecord, migration: dict | None,
+                    server: dict | None) -> bool:
+        if server is None:
+            return True
+        if migration is None:
+            # Rejected before Nova recorded anything: settled once back at rest.
+            return server["task_state"] is None and server["host"] == record.source
+        if migration["status"] not in FINAL_MIGRATION_STATUSES:
+            return False
+        if server["task_state"] is not None:
+            return False
+        expected = record.target if migration["status"] in ("completed", "done") \
+            else record.source
+        return server["host"] == expected
+
+
+def classify(record: MigrationRecord, migration: dict | None,
+             server: dict | None) -> tuple[str, str | None]:
+    """(outcome, reason) from the final view of the migration record and server."""
+    if server is None:
+        return "lost", "the server no longer exists"
+    if server["status"] == "ERROR":
+        return "lost", f"the server is in ERROR: {server.get('fault') or 'no fault message'}"
+    if migration is None:
+        if server["task_state"] is None and server["host"] == record.source:
+            failed = [e["event"] for e in record.events if e.get("result") == "Error"]
+            return "refused", (f"refused by {failed[0] if failed else 'Nova'} before a "
+                               "migration record was made")
+        return "stale_status", "Nova has no record of this live migration"
+    status = migration["status"]
+    on_target = server["host"] == record.target and server["status"] == "ACTIVE"
+    on_source = server["host"] == record.source and server["status"] == "ACTIVE"
+    if status not in FINAL_MIGRATION_STATUSES or server["task_state"] is not None:
+        return "stale_status", (f"after the grace period Nova says {status!r}, the server is "
+                                f"{server['status']}/{server['task_state']} on {server['host']}")
+    if status in ("completed", "done"):
+        if not on_target:
+            return "stale_status", (f"Nova says completed but the server is "
+                                    f"{server['status']} on {server['host']}")
+        return ("timeout_forced", None) if record.timeout_action == "force_complete" \
+            else ("completed", None)
+    if not on_source:
+        return "stale_status", (f"Nova says {status} but the server is {server['status']} "
+                                f"on {server['host']}")
+    if record.timed_out and record.timeout_action == "abort":
+        return "timeout_aborted", None
+    if not any(e["event"] == "compute_live_migration" for e in record.events):
+        failed = [e for e in record.events if e.get("result") == "Error"]
+        where = failed[0]["event"] if failed else "a pre-check"
+        return "refused", f"refused by {where} before any data moved ({status})"
+    return "error", f"the migration ended {status}; the server is still on {record.source}"
