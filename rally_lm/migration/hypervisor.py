@@ -1,0 +1,63 @@
+"""The hypervisor's own account of a migration: libvirt's completed-job statistics.
+
+Nova's API says nothing about downtime. Where the benchmark host can reach
+the computes' libvirtd (``qemu+tcp://`` or ``qemu+ssh://``), ``virsh
+domjobinfo --completed`` on the destination gives QEMU's measured downtime
+and total time, which the probes' network downtime is checked against.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+#: virsh domjobinfo labels -> our field names (values in ms or bytes).
+_FIELDS = {
+    "Time elapsed": "total_ms",
+    "Total downtime": "downtime_ms",
+    "Setup time": "setup_ms",
+    "Data processed": "data_processed",
+    "Memory processed": "memory_processed",
+    "File processed": "disk_processed",
+    "Iteration": "iterations",
+    "Dirty rate": "dirty_rate",
+}
+_UNITS = {"ms": 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "pages/s": 1}
+
+
+class HypervisorStatsError(Exception):
+    """libvirt could not be asked, or had no completed job to tell about."""
+
+
+def parse_domjobinfo(text: str) -> dict[str, float]:
+    stats: dict[str, float] = {}
+    for line in text.splitlines():
+        label, sep, value = line.partition(":")
+        name = _FIELDS.get(label.strip())
+        if not sep or name is None:
+            continue
+        parts = value.split()
+        try:
+            number = float(parts[0])
+        except (IndexError, ValueError):
+            continue
+        unit = parts[1] if len(parts) > 1 else ""
+        stats[name] = number * _UNITS.get(unit, 1)
+    return stats
+
+
+def completed_job(uri: str, instance_name: str, timeout: float = 20.0) -> dict[str, float]:
+    """Statistics of the last completed job of a domain, as libvirt reports them."""
+    virsh = shutil.which("virsh")
+    if virsh is None:
+        raise HypervisorStatsError("virsh is not installed (libvirt-clients)")
+    proc = subprocess.run([virsh, "-c", uri, "domjobinfo", instance_name, "--completed"],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise HypervisorStatsError(f"virsh -c {uri} domjobinfo {instance_name}: "
+                                   f"{proc.stderr.strip()}")
+    stats = parse_domjobinfo(proc.stdout)
+    if "downtime_ms" not in stats:
+        raise HypervisorStatsError(f"libvirt at {uri} has no completed migration of "
+                                   f"{instance_name}")
+    return stats

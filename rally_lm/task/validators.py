@@ -1,0 +1,97 @@
+"""Checks Rally runs before any context creates anything.
+
+Each failure says what to fix. They only read from the cloud.
+"""
+
+from __future__ import annotations
+
+from rally.common import validation
+
+from rally_lm.clients.nova import MIN_MICROVERSION, NovaAdapter, NovaError
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    major, _, minor = version.partition(".")
+    return int(major), int(minor or 0)
+
+
+def _adapter(context) -> NovaAdapter:
+    from rally_lm.clients.nova import MICROVERSION
+
+    credential = context["admin"]["credential"]
+    return NovaAdapter(credential.clients().nova(version=MICROVERSION))
+
+
+@validation.configure(name="lm_hosts", platform="openstack")
+class LiveMigrationHostsValidator(validation.Validator):
+    """Both compute hosts exist, differ, are up and enabled; Nova speaks 2.80."""
+
+    def __init__(self, source_param: str = "source_host",
+                 target_param: str = "target_host") -> None:
+        super().__init__()
+        self.source_param = source_param
+        self.target_param = target_param
+
+    def validate(self, context, config, plugin_cls, plugin_cfg):
+        args = config.get("args", {})
+        source, target = args.get(self.source_param), args.get(self.target_param)
+        if not source or not target:
+            self.fail(f"set both '{self.source_param}' and '{self.target_param}' "
+                      "(nova service-list --binary nova-compute shows the hosts)")
+        if source == target:
+            self.fail(f"'{self.source_param}' and '{self.target_param}' are both {source!r}: "
+                      "live migration needs two different compute hosts")
+        if "admin" not in context:
+            self.fail("live migration to a chosen host needs admin credentials "
+                      "(rally env create --from-sysenv with an admin OS_USERNAME)")
+        try:
+            adapter = _adapter(context)
+            available = adapter.max_microversion()
+            if _version_tuple(available) < _version_tuple(MIN_MICROVERSION):
+                self.fail(f"Nova supports microversion {available} at most; rally_lm needs "
+                          f">= {MIN_MICROVERSION} (Nova Ussuri or newer)")
+            services = {s["host"]: s for s in adapter.compute_services()}
+        except NovaError as exc:
+            self.fail(f"cannot ask Nova about compute hosts: {exc}")
+        for name in (source, target):
+            service = services.get(name)
+            if service is None:
+                self.fail(f"compute host {name!r} is unknown to Nova; known hosts: "
+                          f"{', '.join(sorted(services)) or 'none'}")
+            if service["status"] != "enabled":
+                self.fail(f"compute host {name!r} is disabled "
+                          f"({service.get('disabled_reason') or 'no reason given'}): "
+                          f"openstack compute service set --enable {name} nova-compute")
+            if service["state"] != "up":
+                self.fail(f"compute host {name!r} is down: its nova-compute is not "
+                          "reporting; fix it before benchmarking")
+
+
+@validation.configure(name="lm_workload_resources", platform="openstack")
+class WorkloadResourcesValidator(validation.Validator):
+    """The lm_workload context's flavor, image and network exist."""
+
+    def validate(self, context, config, plugin_cls, plugin_cfg):
+        contexts = config.get("contexts", {})
+        workload = contexts.get("lm_workload") or contexts.get("lm_workload@openstack")
+        if not workload:
+            self.fail("the scenario needs the 'lm_workload' context (the VMs to migrate)")
+        if "admin" not in context:
+            self.fail("the lm_workload context needs admin credentials")
+        clients = context["admin"]["credential"].clients()
+        try:
+            if NovaAdapter(clients.nova(version="2.80")).find_flavor(workload["flavor"]) is None:
+                self.fail(f"flavor {workload['flavor']!r} does not exist "
+                          "(openstack flavor list --all)")
+        except NovaError as exc:
+            self.fail(f"cannot look up flavor {workload['flavor']!r}: {exc}")
+        images = list(clients.glance(version="2").images.list(
+            filters={"name": workload["image"]})) or [
+            i for i in clients.glance(version="2").images.list() if i["id"] == workload["image"]]
+        if not images:
+            self.fail(f"image {workload['image']!r} does not exist (openstack image list)")
+        neutron = clients.neutron()
+        networks = neutron.list_networks(name=workload["network"])["networks"] or \
+            neutron.list_networks(id=workload["network"])["networks"]
+        if not networks:
+            self.fail(f"network {workload['network']!r} does not exist (openstack network list)")
