@@ -1,5 +1,9 @@
 """Rally charts for one round trip: what the HTML report shows per iteration.
 
+``disk_copy_seen`` is true when Nova's progress reported disk bytes. Not
+seeing any proves nothing: with libvirt's NBD storage copy the disk phase is
+over before Nova samples, and it reports disk totals of 0.
+
 The "Migrations" table is also the contract with the SLA plugins and the
 comparison report: one row per migration, columns named in MIGRATION_COLUMNS.
 """
@@ -18,7 +22,7 @@ MIGRATIONS_TITLE = "Migrations"
 MIGRATION_COLUMNS = [
     "vm", "direction", "source", "target", "outcome", "duration_s", "nova_completed_s",
     "network_downtime_ms", "hypervisor_downtime_ms", "convergence_ms", "lost", "late",
-    "tcp_max_stall_ms", "hypervisor_total_ms", "disk_copied", "error",
+    "tcp_max_stall_ms", "hypervisor_total_ms", "disk_copy_seen", "error",
 ]
 
 

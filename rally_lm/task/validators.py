@@ -22,6 +22,9 @@ def _adapter(context) -> NovaAdapter:
     return NovaAdapter(credential.clients().nova(version=MICROVERSION))
 
 
+# Declaring the platform requirement makes Rally run these in its semantic
+# phase, with credentials; without it they would run as syntax checks.
+@validation.add("required_platform", platform="openstack", admin=True)
 @validation.configure(name="lm_hosts", platform="openstack")
 class LiveMigrationHostsValidator(validation.Validator):
     """Both compute hosts exist, differ, are up and enabled; Nova speaks 2.80."""
@@ -67,6 +70,7 @@ class LiveMigrationHostsValidator(validation.Validator):
                           "reporting; fix it before benchmarking")
 
 
+@validation.add("required_platform", platform="openstack", admin=True)
 @validation.configure(name="lm_workload_resources", platform="openstack")
 class WorkloadResourcesValidator(validation.Validator):
     """The lm_workload context's flavor, image and network exist."""

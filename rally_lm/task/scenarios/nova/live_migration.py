@@ -49,6 +49,7 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
         disk_copied = [r for r in trip.records if any(
             (p.get("disk_total_bytes") or 0) > 0 for p in r.progress)]
         storage = labels.get("storage")
+        # One-sided check: a disk copy seen proves non-shared storage.
         if storage == "shared" and disk_copied:
             self.add_output(complete={
                 "title": "Warning", "chart_plugin": "TextArea",
