@@ -119,7 +119,7 @@ def storage_apply(host: Host, storage: str) -> None:
         if fstype != "fuse.glusterfs":
             layout.SHARED_INSTANCES.mkdir(parents=True, exist_ok=True)
             hosts.host_run(host, ["mkdir", "-p", INSTANCES])
-            hosts.host_run(host, ["bindfs", "-o", "subtype=glusterfs,allow_other",
+            hosts.host_run(host, ["bindfs", "-o", "subtype=glusterfs,allow_other,nonempty",
                                   str(layout.SHARED_INSTANCES), INSTANCES])
     elif fstype is not None:
         hosts.host_run(host, ["umount", INSTANCES])

@@ -133,16 +133,24 @@ def set_mode(storage: str | None, tunnelled: str | None) -> dict:
         if any(guests.values()):
             raise RuntimeError(f"cannot switch storage with guests running: {guests}; "
                                "delete the servers first")
-    for host in layout.COMPUTES:
-        compute.services_stop(host)
-    for host in layout.COMPUTES:
-        compute.storage_apply(host, new["storage"])
-        compute.nova_compute_configure(host, new["tunnelled"] == "on")
-        compute.services_start(host)
+    try:
+        _restart_computes(new)
+    except Exception:
+        _restart_computes(mode)  # leave the testbed as it was
+        raise
     write_mode(new)
     log(f"mode: storage={new['storage']} tunnelled={new['tunnelled']}; waiting for computes")
     wait_computes()
     return new
+
+
+def _restart_computes(mode: dict) -> None:
+    for host in layout.COMPUTES:
+        compute.services_stop(host)
+    for host in layout.COMPUTES:
+        compute.storage_apply(host, mode["storage"])
+        compute.nova_compute_configure(host, mode["tunnelled"] == "on")
+        compute.services_start(host)
 
 
 def guests_on(host: layout.Host) -> list[str]:

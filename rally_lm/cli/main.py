@@ -46,9 +46,13 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
         help="the embedded two-compute OpenStack testbed (root, Debian 12)",
         description="Build, start, stop and inspect the embedded testbed.",
     )
-    parser.add_argument("action", choices=["up", "down", "status", "env", "mode"])
-    parser.add_argument("--storage", choices=["local", "shared"])
-    parser.add_argument("--tunnelled", choices=["on", "off"])
+    parser.add_argument("action", choices=["up", "down", "status", "env", "mode", "run-task"])
+    parser.add_argument("args_file", nargs="?", metavar="ARGS_FILE",
+                        help="run-task: a task args file (task_templates/args/testbed-*.yaml)")
+    parser.add_argument("--storage", choices=["local", "shared"], help="mode: storage")
+    parser.add_argument("--tunnelled", choices=["on", "off"], help="mode: tunnelling")
+    parser.add_argument("--template", help="run-task: task template (default: evacuate_host)")
+    parser.add_argument("--out", default="results", help="run-task: where reports go")
     parser.set_defaults(handler=_run_testbed)
 
 

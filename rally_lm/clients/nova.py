@@ -158,10 +158,15 @@ class NovaAdapter:
         latest = max(actions, key=lambda a: _field(a, "start_time") or "")
         detail = self._wrap(self._nova.instance_action.get, server_id,
                             _field(latest, "request_id"))
-        return [
-            {k: e.get(k) for k in ("event", "start_time", "finish_time", "result", "host")}
-            for e in (_field(detail, "events") or [])
-        ]
+        events = []
+        for event in _field(detail, "events") or []:
+            entry = {k: event.get(k) for k in ("event", "start_time", "finish_time", "result",
+                                                "host")}
+            # Admins see the traceback; its last line is the reason (e.g. libvirt's).
+            lines = (event.get("traceback") or "").strip().splitlines()
+            entry["reason"] = lines[-1].strip() if lines else None
+            events.append(entry)
+        return events
 
 
 def make_client(session: Any, region: str | None = None) -> Any:

@@ -302,8 +302,10 @@ def classify(record: MigrationRecord, migration: dict | None,
                                 f"on {server['host']}")
     if record.timed_out and record.timeout_action == "abort":
         return "timeout_aborted", None
+    failed = [e for e in record.events if e.get("result") == "Error"]
+    reason = next((f": {e['reason']}" for e in failed if e.get("reason")), "")
     if not any(e["event"] == "compute_live_migration" for e in record.events):
-        failed = [e for e in record.events if e.get("result") == "Error"]
         where = failed[0]["event"] if failed else "a pre-check"
-        return "refused", f"refused by {where} before any data moved ({status})"
-    return "error", f"the migration ended {status}; the server is still on {record.source}"
+        return "refused", f"refused by {where} before any data moved ({status}){reason}"
+    return "error", (f"the migration ended {status}; the server is still on "
+                     f"{record.source}{reason}")

@@ -1,0 +1,85 @@
+"""Run the real ``rally`` CLI against the testbed, inside its probe namespace."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from rally_lm_testbed import layout, testbed
+
+RALLY_HOME = Path(os.environ.get("RALLY_LM_RALLY_HOME", "/var/lib/rally-lm/rally"))
+ENV_NAME = "rally-lm-testbed"
+
+
+@dataclasses.dataclass
+class TaskRun:
+    uuid: str
+    exit_code: int
+    html: Path | None
+    json: Path | None
+    log: Path
+
+
+def _rally_bin() -> str:
+    beside = Path(sys.executable).with_name("rally")
+    return str(beside) if beside.exists() else (shutil.which("rally") or "rally")
+
+
+def rally(*args: str, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:
+    conf = RALLY_HOME / "rally.conf"
+    env = {**os.environ, "HOME": str(RALLY_HOME), **testbed.credentials()}
+    proc = subprocess.run(["ip", "netns", "exec", layout.PROBE, _rally_bin(),
+                           "--config-file", str(conf), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"rally {' '.join(args)} failed ({proc.returncode}):\n"
+                           f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def ensure_env() -> None:
+    """A Rally database and an environment for the testbed's admin credentials."""
+    RALLY_HOME.mkdir(parents=True, exist_ok=True)
+    conf = RALLY_HOME / "rally.conf"
+    if not conf.exists():
+        conf.write_text(f"[database]\nconnection = sqlite:///{RALLY_HOME}/rally.sqlite\n")
+    if not (RALLY_HOME / "rally.sqlite").exists():
+        rally("db", "create")
+    if ENV_NAME not in rally("env", "list", check=False).stdout:
+        rally("env", "create", "--name", ENV_NAME, "--from-sysenv")
+    rally("env", "use", ENV_NAME)
+
+
+def run_task(template: Path, args_file: Path, out_dir: Path,
+             extra_args: str | None = None) -> TaskRun:
+    """``rally task start``; then the static HTML and JSON reports of that task."""
+    ensure_env()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["task", "start", str(template), "--task-args-file", str(args_file)]
+    if extra_args:
+        argv += ["--task-args", extra_args]
+    proc = rally(*argv, check=False)
+    log = out_dir / f"{args_file.stem}.log"
+    log.write_text(proc.stdout + proc.stderr)
+    match = re.search(r"Task ([0-9a-f-]{36})", proc.stdout)
+    if not match:
+        raise RuntimeError(f"rally task start did not start a task; see {log}:\n"
+                           f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    uuid = match.group(1)
+    html = out_dir / f"{args_file.stem}-{uuid[:8]}.html"
+    data = out_dir / f"{args_file.stem}-{uuid[:8]}.json"
+    # Reports from the task UUID: reports built from JSON files break on hooks.
+    reported = rally("task", "report", uuid, "--html-static", "--out", str(html), check=False)
+    exported = rally("task", "report", uuid, "--json", "--out", str(data), check=False)
+    return TaskRun(uuid=uuid, exit_code=proc.returncode,
+                   html=html if reported.returncode == 0 else None,
+                   json=data if exported.returncode == 0 else None, log=log)
+
+
+def sla_check(uuid: str) -> subprocess.CompletedProcess:
+    return rally("task", "sla-check", "--uuid", uuid, check=False)
