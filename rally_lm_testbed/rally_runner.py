@@ -67,9 +67,10 @@ def run_task(template: Path, args_file: Path, out_dir: Path,
     log = out_dir / f"{args_file.stem}.log"
     log.write_text(proc.stdout + proc.stderr)
     match = re.search(r"Task ([0-9a-f-]{36})", proc.stdout)
-    if not match:
-        raise RuntimeError(f"rally task start did not start a task; see {log}:\n"
-                           f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    if not match or proc.returncode not in (0, 1, 2):
+        # Rejected before a run (bad input, unreachable cloud): nothing to report.
+        return TaskRun(uuid=match.group(1) if match else "", exit_code=proc.returncode or 1,
+                       html=None, json=None, log=log)
     uuid = match.group(1)
     html = out_dir / f"{args_file.stem}-{uuid[:8]}.html"
     data = out_dir / f"{args_file.stem}-{uuid[:8]}.json"

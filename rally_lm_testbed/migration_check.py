@@ -1,0 +1,81 @@
+"""Boot one probed guest on hv1, live-migrate it to hv2 and back, print JSON.
+
+Runs inside the probe namespace (``rally-lm testbed`` tests call it with
+``ip netns exec``). Uses the same evacuation core as the Rally scenario, plus
+libvirt's own statistics of every migration, and deletes the guest after.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from rally_lm.clients.nova import NovaAdapter, make_client
+from rally_lm.migration.driver import MigrationDriver, MigrationPolicy
+from rally_lm.migration.evacuation import Evacuation, ProbeSettings, WorkloadVM
+from rally_lm.probes.downtime import DowntimeProbe
+from rally_lm.task.contexts.nova.lm_workload import agent_user_data
+from rally_lm_testbed import bootstrap, layout
+
+AGENT = {"tcp_echo_port": 7, "udp_echo_port": 7, "dirty_rate_mib": 4,
+         "dirty_working_set_mib": 32, "disk_fill_percent": 0, "disk_device": "/dev/vda"}
+
+
+def hypervisor_uris() -> dict[str, str]:
+    return {h.name: f"qemu+tcp://{h.ip}/system" for h in layout.COMPUTES}
+
+
+def boot_guest(nova: NovaAdapter, name: str) -> WorkloadVM:
+    sess = bootstrap.admin_session()
+    images = sess.get("/v2/images", endpoint_filter={"service_type": "image"}).json()["images"]
+    image = next(i["id"] for i in images if i["name"] == layout.GUEST_IMAGE_NAME)
+    network = sess.get(f"/v2.0/networks?name={layout.TENANT_NETWORK_NAME}",
+                       endpoint_filter={"service_type": "network"}).json()["networks"][0]["id"]
+    flavor = nova.find_flavor(f"lm.small.{bootstrap.SCALE_SUFFIX}")
+    server_id = nova.boot(name, image, flavor["id"], "hv1", network, agent_user_data(AGENT))
+    deadline = time.monotonic() + 300
+    while (server := nova.server(server_id))["status"] != "ACTIVE":
+        if server["status"] == "ERROR" or time.monotonic() > deadline:
+            raise RuntimeError(f"guest did not boot: {server}")
+        time.sleep(1)
+    vm = WorkloadVM(id=server_id, name=name, ip=server["addresses"][0],
+                    instance_name=server["instance_name"])
+    while time.monotonic() < deadline:
+        probe = DowntimeProbe([vm.ip], interval=0.2, protocol="udp", udp_port=7,
+                              reply_timeout=0.5).start()
+        time.sleep(1)
+        if probe.stop()[0].replies:
+            return vm
+    raise RuntimeError(f"guest agent at {vm.ip} never answered")
+
+
+def main() -> int:
+    nova = NovaAdapter(make_client(bootstrap.admin_session()))
+    vm = boot_guest(nova, "rlm-check")
+    try:
+        policy = MigrationPolicy(timeout=240, status_grace=30)
+        evacuation = Evacuation(MigrationDriver(nova, policy), [vm], "hv1", "hv2",
+                                ProbeSettings(interval=0.01), pause=1.0,
+                                hypervisor_uris=hypervisor_uris())
+        trip = evacuation.round_trip()
+        after = DowntimeProbe([vm.ip], interval=0.05, protocol="udp", udp_port=7,
+                              reply_timeout=0.5).start()
+        time.sleep(1)
+        answering = after.stop()[0].replies > 0
+        print(json.dumps({
+            "records": [{k: v for k, v in r.to_dict().items() if k != "progress"}
+                        for r in trip.records],
+            "vms": trip.vms, "probe": trip.probe, "ip": vm.ip,
+            "server": nova.server(vm.id), "answering_after": answering,
+        }, default=str))
+    finally:
+        nova.delete(vm.id)
+        deadline = time.monotonic() + 120
+        while nova.server(vm.id) is not None and time.monotonic() < deadline:
+            time.sleep(1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The embedded testbed, end to end: real Nova, libvirt, QEMU; the real rally CLI.
+
+One module, in order: up from nothing, up again, a live migration in each
+storage x tunnelling mode, Rally tasks with their SLAs, then down and up
+again. The module always ends with the testbed down.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rally_lm_testbed import compute, controller, hosts, layout, netns, rally_runner, testbed
+from tests.functional.conftest import require
+
+pytestmark = [pytest.mark.functional, pytest.mark.testbed]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = ROOT / "task_templates" / "args"
+TEMPLATE = ROOT / "task_templates" / "evacuate_host.yaml.j2"
+RESULTS = Path(os.environ.get("RALLY_LM_RESULTS", "/tmp/rally-lm-test-results"))
+
+
+def record(name: str, data: dict) -> None:
+    """Keep the figures a run measured (printed at the end of the session)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "figures.jsonl", "a") as handle:
+        handle.write(json.dumps({"test": name, **data}, default=str) + "\n")
+
+
+@pytest.fixture(scope="module")
+def testbed_up(root_with_netns):
+    require(shutil.which("libvirtd") is not None and shutil.which("nova-compute") is not None,
+            "testbed packages missing: run tools/install-system-deps.sh")
+    testbed.down(quiet=True)
+    elapsed = testbed.up()
+    record("up_from_nothing", {"seconds": round(elapsed, 1)})
+    yield elapsed
+    testbed.down(quiet=True)
+
+
+def all_daemons() -> list[str]:
+    return controller.DAEMONS + [d for h in layout.COMPUTES for d in compute.daemons(h)]
+
+
+def test_up_from_nothing_answers_and_registers_both_computes(testbed_up):
+    status = testbed.status()
+    assert status["up"], status["services"]
+    assert sorted(status["guests"]) == ["hv1", "hv2"]
+    out = testbed.bootstrap("wait-computes")
+    assert out["computes_up"] == ["hv1", "hv2"] and out["agents_alive"] == ["hv1", "hv2"]
+
+
+def test_up_again_changes_nothing(testbed_up):
+    before = {d: hosts.running_pid(d) for d in all_daemons()}
+    assert testbed.up() == 0.0
+    assert {d: hosts.running_pid(d) for d in all_daemons()} == before
+
+
+def migration_check() -> dict:
+    proc = subprocess.run(testbed.probe_command([sys.executable, "-m",
+                                                 "rally_lm_testbed.migration_check"]),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("storage, tunnelled", [
+    ("local", "off"), ("shared", "off"), ("shared", "on"), ("local", "on"),
+])
+def test_live_migration_there_and_back(testbed_up, storage, tunnelled):
+    testbed.set_mode(storage, tunnelled)
+    result = migration_check()
+    records = result["records"]
+    server = result["server"]
+    if (storage, tunnelled) == ("local", "on"):
+        # Tunnelled block migration: libvirt refuses it. The refusal is
+        # recorded and the guest keeps running on its source.
+        assert len(records) == 1
+        refused = records[0]
+        assert refused["outcome"] in ("error", "refused"), refused
+        assert "Unsafe migration" in (refused["error"] or ""), refused["error"]
+        assert server["host"] == "hv1" and server["status"] == "ACTIVE"
+        assert result["answering_after"]
+        record(f"mode_{storage}_{tunnelled}", {"outcome": refused["outcome"],
+                                               "error": refused["error"]})
+        return
+    assert [r["outcome"] for r in records] == ["completed", "completed"], records
+    assert [r["final_host"] for r in records] == ["hv2", "hv1"]
+    assert server["host"] == "hv1" and server["addresses"] == [result["ip"]]
+    assert result["answering_after"]
+    tcp = result["vms"]["rlm-check"]["tcp"]
+    assert tcp["original_connection_survived"] and tcp["resets"] == 0
+    assert tcp["bytes_lost"] == 0 and tcp["bytes_corrupted"] == 0
+    assert tcp["bytes_verified"] == tcp["bytes_sent"] > 0
+    for migration in records:
+        hyper = migration["measurements"]["hypervisor"]
+        network = migration["measurements"]["network"]
+        assert "downtime_ms" in hyper and "total_ms" in hyper, hyper
+        # The network cannot be back before the guest runs again.
+        assert network["downtime_ms"] >= hyper["downtime_ms"], (network, hyper)
+        record(f"mode_{storage}_{tunnelled}", {
+            "direction": migration["direction"], "duration_s": round(migration["duration"], 2),
+            "nova_completed_s": migration["nova_completed_after"],
+            "libvirt_total_ms": hyper["total_ms"], "libvirt_downtime_ms": hyper["downtime_ms"],
+            "network_downtime_ms": network["downtime_ms"],
+            "convergence_ms": network["convergence_ms"], "lost": network["lost"],
+            "late": network["late"], "tcp_max_stall_ms":
+            migration["measurements"]["tcp"]["max_stall_ms"]})
+
+
+def migrations_of(report: Path) -> list[dict]:
+    from rally_lm.task.output import migrations_from_output
+
+    data = json.loads(report.read_text())
+    workload = data["tasks"][0]["subtasks"][0]["workloads"][0]
+    return [m for it in workload["data"] for m in migrations_from_output(it["output"])]
+
+
+@pytest.mark.parametrize("cell", ["testbed-local-off", "testbed-shared-off"])
+def test_rally_task_passes_its_slas(testbed_up, cell, tmp_path):
+    cell_args = ARGS / f"{cell}.yaml"
+    storage = "local" if "local" in cell else "shared"
+    testbed.set_mode(storage, "off")
+    run = rally_runner.run_task(TEMPLATE, cell_args, RESULTS)
+    assert run.exit_code == 0, run.log.read_text()[-3000:]
+    assert rally_runner.sla_check(run.uuid).returncode == 0
+    html = run.html.read_text()
+    assert "LiveMigration.evacuate_host" in html and "Migrations" in html
+    rows = migrations_of(run.json)
+    assert len(rows) == 2 * 2 * 2  # round trips x VMs x directions
+    assert all(r["outcome"] == "completed" for r in rows)
+    assert all(r["network_downtime_ms"] >= r["hypervisor_downtime_ms"] for r in rows)
+    record(f"rally_{cell}", {"uuid": run.uuid, "html": str(run.html), "json": str(run.json)})
+
+
+def test_sla_check_fails_on_an_impossible_threshold(testbed_up):
+    run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-local-off.yaml", RESULTS,
+                                extra_args='{"vm_count": 1, "round_trips": 1, '
+                                           '"sla_max_downtime_ms": 0.001}')
+    assert run.exit_code == 2, run.log.read_text()[-3000:]
+    check = rally_runner.sla_check(run.uuid)
+    assert check.returncode != 0
+    assert "lm_max_downtime" in check.stdout and "FAIL" in check.stdout
+
+
+def test_unknown_host_is_rejected_before_anything_is_created(testbed_up):
+    before = testbed.guests_on(layout.COMPUTES[0]) + testbed.guests_on(layout.COMPUTES[1])
+    run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-local-off.yaml", RESULTS,
+                                extra_args='{"target_host": "no-such-host"}')
+    assert run.exit_code != 0
+    assert "compute host 'no-such-host' is unknown to Nova" in run.log.read_text()
+    after = testbed.guests_on(layout.COMPUTES[0]) + testbed.guests_on(layout.COMPUTES[1])
+    assert after == before == []
+
+
+def test_down_leaves_nothing_and_up_works_again(testbed_up):
+    testbed.down()
+    assert not [ns for ns in netns.list_netns() if ns.startswith(layout.PREFIX)]
+    assert not any(hosts.running_pid(d) for d in all_daemons())
+    assert str(layout.STATE) not in Path("/proc/self/mountinfo").read_text()
+    leftovers = subprocess.run(["pgrep", "-f", "nova-|neutron-|libvirtd|mariadbd|beam.smp"],
+                               capture_output=True, text=True).stdout.split()
+    assert leftovers == [], leftovers
+    elapsed = testbed.up()
+    record("up_after_down", {"seconds": round(elapsed, 1)})
+    assert testbed.status()["up"]
