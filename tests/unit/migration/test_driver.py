@@ -1,0 +1,149 @@
+"""The migration driver against FakeNova (real novaclient, real HTTP, fake clock)."""
+
+import pytest
+from keystoneauth1 import session as ks_session
+from keystoneauth1 import token_endpoint
+
+from rally_lm.clients.nova import NovaAdapter, make_client
+from rally_lm.migration.driver import MAX_REQUESTS_PER_SECOND, MigrationDriver, MigrationPolicy
+from tests.fakes.fake_nova import FakeClock, FakeNova, Plan
+
+
+@pytest.fixture
+def cloud():
+    clock = FakeClock()
+    nova = FakeNova(clock).start()
+    sess = ks_session.Session(auth=token_endpoint.Token(nova.url, "fake-token"))
+    adapter = NovaAdapter(make_client(sess))
+    yield nova, adapter, clock
+    nova.stop()
+
+
+def driver(adapter, clock, **policy):
+    return MigrationDriver(adapter, MigrationPolicy(**{"status_grace": 5.0, **policy}),
+                           clock=clock, sleep=clock.sleep)
+
+
+def test_completed_migration_is_timed_to_a_poll_interval(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(preparing=1.0, running=3.0, post=1.0))
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "completed", record.error
+    assert record.final_host == "hv2"
+    # The server left "migrating" 5 s after the call; polls every 0.25 s.
+    assert 5.0 <= record.duration <= 5.0 + 0.25
+    assert record.nova_status == "completed" and record.migration_id == 1
+    assert any(p["memory_total_bytes"] for p in record.progress)
+
+
+def test_polling_stays_under_the_request_budget(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(running=20.0))
+    start = clock()
+    driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    # Steady polling, away from the one-off requests around the API call.
+    during = [t for t, _method, _path in nova.requests if start + 1 <= t < start + 21]
+    assert len(during) / 20 <= MAX_REQUESTS_PER_SECOND
+
+
+def test_policy_refuses_polling_faster_than_the_budget():
+    with pytest.raises(ValueError, match="requests/s"):
+        MigrationPolicy(poll_interval=0.1)
+
+
+def test_api_refusal_is_classified_refused(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "nowhere", "out")
+    assert record.outcome == "refused"
+    assert "could not be found" in record.error
+
+
+def test_failed_precheck_is_refused_with_its_reason(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="precheck_fail"))
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "refused"
+    assert "compute_check_can_live_migrate_source" in record.error
+    assert "Unsafe migration" in record.error
+    assert record.final_host == "hv1"
+
+
+def test_failed_migration_is_an_error_and_the_vm_stays_on_its_source(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="fail"))
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "error"
+    assert record.final_host == "hv1" and record.nova_status == "failed"
+    assert "Unsafe migration" in record.error
+
+
+@pytest.mark.parametrize("action, outcome, host, status", [
+    ("abort", "timeout_aborted", "hv1", "cancelled"),
+    ("force_complete", "timeout_forced", "hv2", "completed"),
+])
+def test_timeout_policies(cloud, action, outcome, host, status):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="hang"))
+    record = driver(adapter, clock, timeout=10.0, on_timeout=action).migrate(
+        server, "vm0", "hv1", "hv2", "out")
+    assert record.timed_out and record.timeout_action == action
+    assert record.outcome == outcome, record.error
+    assert record.final_host == host and record.nova_status == status
+
+
+def test_wait_policy_gives_up_after_its_limit(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="hang"))
+    record = driver(adapter, clock, timeout=5.0, on_timeout="wait", wait_limit=3.0).migrate(
+        server, "vm0", "hv1", "hv2", "out")
+    assert record.timeout_action == "abort"
+    assert record.outcome == "timeout_aborted"
+    assert 15.0 <= record.duration <= 17.0
+
+
+def test_record_lagging_the_server_within_grace_is_still_completed(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(record_lag=3.0))
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "completed"
+    assert record.nova_completed_after > record.duration + 2.5
+
+
+def test_record_lagging_beyond_grace_is_stale_status(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(record_lag=30.0))
+    record = driver(adapter, clock, status_grace=5.0).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "stale_status"
+    assert "post-migrating" in record.error
+
+
+def test_completed_record_with_the_server_on_its_source_is_stale_status(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="stale"))
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "stale_status"
+    assert "completed" in record.error and "hv1" in record.error
+
+
+def test_server_in_error_is_lost(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="lost"))
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "lost"
+
+
+def test_adapter_reports_microversion_and_hosts(cloud):
+    _nova, adapter, _clock = cloud
+    assert adapter.max_microversion() == "2.93"
+    assert {s["host"] for s in adapter.compute_services()} == {"hv1", "hv2"}
