@@ -109,6 +109,16 @@ class NovaAdapter:
             "fault": (_field(server, "fault") or {}).get("message"),
         }
 
+    def list_servers(self) -> list[dict]:
+        """Every server of every project (admin), with its host and addresses."""
+        servers = self._wrap(self._nova.servers.list, search_opts={"all_tenants": True})
+        return [
+            {"id": s.id, "name": s.name, "status": s.status,
+             "host": _field(s, "OS-EXT-SRV-ATTR:host"),
+             "addresses": [a["addr"] for net in (s.addresses or {}).values() for a in net]}
+            for s in servers
+        ]
+
     def delete(self, server_id: str) -> None:
         from novaclient import exceptions as nova_exc
 

@@ -16,6 +16,7 @@ EXPECTED_PLUGINS = {
     "LiveMigration.evacuate_host", "LiveMigration.migrate_server", "lm_workload",
     "lm_hosts", "lm_workload_resources", "lm_max_downtime", "lm_tcp_continuity",
     "lm_success_rate", "lm_max_migration_duration", "lm_max_evacuation_duration",
+    "lm_vm_metrics",
 }
 
 

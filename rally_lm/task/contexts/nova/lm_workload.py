@@ -88,7 +88,8 @@ class LiveMigrationWorkload(context.Context):
         servers: list[dict] = []
         self.context["lm_workload"] = {"servers": servers, "agent": agent,
                                        "flavor": flavor, "source_host": cfg["source_host"]}
-        prefix = f"rally-lm-{self.context['owner_id'][:8]}"
+        # Named after the task: the metrics hook finds them by this prefix.
+        prefix = f"rally-lm-{self.context['task']['uuid'][:8]}"
         try:
             for index in range(cfg["count"]):
                 server_id = nova.boot(f"{prefix}-vm{index}", image, flavor["id"],

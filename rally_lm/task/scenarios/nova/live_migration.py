@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from rally.task import atomic, validation
 from rally_openstack.task import scenario
 
 from rally_lm.clients.nova import MICROVERSION, NovaAdapter
+from rally_lm.export.influx import InfluxExporter, InfluxSettings
+from rally_lm.export.points import migration_points
 from rally_lm.migration.driver import MigrationDriver, MigrationPolicy
 from rally_lm.migration.evacuation import Evacuation, ProbeSettings, WorkloadVM
 from rally_lm.task import output
@@ -35,17 +40,35 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
             max_parallel=max_parallel, pause=pause_between_directions,
             hypervisor_uris=hypervisor_uris, timer=self._timer)
 
+    def _export(self, trip, labels: dict, flavor: str, influx: dict) -> None:
+        task = self.context["task"]["uuid"]
+        tags = {"task": task, "iteration": self.context["iteration"], "flavor": flavor,
+                **{k: v for k, v in labels.items() if k in ("storage", "tunnelling")}}
+        spool = Path(os.path.expanduser("~/.rally/rally-lm-spool")) / f"{task}.lp"
+        exporter = InfluxExporter(InfluxSettings.from_config(influx), spool).start()
+        for record in trip.records:
+            for point in migration_points(record, tags):
+                exporter.write(*point)
+        stats = exporter.close()
+        self.add_output(complete={
+            "title": "InfluxDB export (migrations)", "chart_plugin": "Table",
+            "data": {"cols": ["written", "replayed", "spooled", "dropped", "last error"],
+                     "rows": [[stats.written, stats.replayed, stats.spooled, stats.dropped,
+                               stats.last_error or ""]]}})
+
     def _vms(self) -> list[WorkloadVM]:
         return [WorkloadVM(id=s["id"], name=s["name"], ip=s["ip"],
                            instance_name=s.get("instance_name", ""))
                 for s in self.context["lm_workload"]["servers"]]
 
-    def _report(self, trip, labels: dict, config: dict) -> None:
+    def _report(self, trip, labels: dict, config: dict, influx: dict | None = None) -> None:
         workload = self.context["lm_workload"]
         all_labels = {**labels, **{k: str(v) for k, v in config.items()},
                       "flavor": workload["flavor"]["name"], "vms": str(len(self._vms()))}
         for kind, chart in output.round_trip_output(trip, all_labels):
             self.add_output(**{kind: chart})
+        if influx:
+            self._export(trip, labels, workload["flavor"]["name"], influx)
         disk_copied = [r for r in trip.records if any(
             (p.get("disk_total_bytes") or 0) > 0 for p in r.progress)]
         storage = labels.get("storage")
@@ -74,7 +97,8 @@ class EvacuateHost(_LiveMigrationBase):
             max_parallel: int = 1, migration_timeout: float = 600, on_timeout: str = "abort",
             pause_between_directions: float = 5.0, probe_interval: float = 0.01,
             tcp_rate_bytes: float = 102400, status_grace: float = 60,
-            hypervisor_uris: dict | None = None, labels: dict | None = None) -> None:
+            hypervisor_uris: dict | None = None, labels: dict | None = None,
+            influx: dict | None = None) -> None:
         """Live-migrate every workload VM to another host and back (one round trip).
 
         The seed's benchmark: VMs leave ``source_host`` one at a time (or
@@ -95,7 +119,11 @@ class EvacuateHost(_LiveMigrationBase):
         :param hypervisor_uris: compute host -> libvirt URI, to read the hypervisor's
             own downtime (e.g. {"hv1": "qemu+tcp://10.0.0.11/system"})
         :param labels: recorded as-is, e.g. {"storage": "ceph", "tunnelling": "off"}
+        :param influx: write every migration to InfluxDB: {"url", "org", "bucket",
+            "token_env"} (the token is read from that environment variable)
         """
+        if influx:
+            InfluxSettings.from_config(influx)  # a malformed URL fails before migrating
         evacuation = self._evacuation(
             self._vms(), source_host, target_host, block_migration, max_parallel,
             migration_timeout, on_timeout, pause_between_directions, probe_interval,
@@ -104,7 +132,7 @@ class EvacuateHost(_LiveMigrationBase):
         self._report(trip, labels or {}, {
             "block_migration": block_migration, "max_parallel": max_parallel,
             "migration_timeout": migration_timeout, "on_timeout": on_timeout,
-            "source_host": source_host, "target_host": target_host})
+            "source_host": source_host, "target_host": target_host}, influx)
 
 
 @validation.add("required_platform", platform="openstack", admin=True)

@@ -1,0 +1,58 @@
+"""The benchmark's records as InfluxDB points (see docs/influxdb.md for the schema)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from rally_lm.migration.driver import MigrationRecord
+
+Point = tuple[str, dict[str, Any], dict[str, Any], float]
+
+
+def migration_points(record: MigrationRecord, tags: dict[str, Any]) -> Iterator[Point]:
+    """One lm_migration point (at the API call) and start/end lm_migration_event points."""
+    base = {**tags, "vm": record.vm, "direction": record.direction,
+            "source_host": record.source, "target_host": record.target}
+    network = record.measurements.get("network", {})
+    hyper = record.measurements.get("hypervisor", {})
+    tcp = record.measurements.get("tcp", {})
+    yield ("lm_migration", {**base, "outcome": record.outcome}, {
+        "duration_s": float(record.duration),
+        "nova_completed_s": record.nova_completed_after,
+        "network_downtime_ms": network.get("downtime_ms"),
+        "hypervisor_downtime_ms": hyper.get("downtime_ms"),
+        "hypervisor_total_ms": hyper.get("total_ms"),
+        "convergence_ms": network.get("convergence_ms"),
+        "lost": network.get("lost"), "late": network.get("late"),
+        "tcp_max_stall_ms": tcp.get("max_stall_ms"),
+        "succeeded": record.succeeded,
+    }, record.started_at)
+    yield ("lm_migration_event", {**base, "event": "start"}, {"value": 1}, record.started_at)
+    yield ("lm_migration_event", {**base, "event": "end", "outcome": record.outcome},
+           {"value": 1}, record.finished_at)
+
+
+def diagnostics_fields(diag: dict[str, Any]) -> dict[str, Any]:
+    """Nova's standardized diagnostics (2.48) flattened to numbers."""
+    cpus = diag.get("cpu_details") or []
+    nics = diag.get("nic_details") or []
+    disks = diag.get("disk_details") or []
+    memory = diag.get("memory_details") or {}
+
+    def total(items: list[dict], key: str) -> int | None:
+        values = [i.get(key) for i in items if i.get(key) is not None]
+        return int(sum(values)) if values else None
+
+    return {
+        "cpu_time_ns": total(cpus, "time"),
+        "memory_used_mb": memory.get("used"),
+        "memory_max_mb": memory.get("maximum"),
+        "rx_bytes": total(nics, "rx_octets"), "tx_bytes": total(nics, "tx_octets"),
+        "rx_packets": total(nics, "rx_packets"), "tx_packets": total(nics, "tx_packets"),
+        "disk_read_bytes": total(disks, "read_bytes"),
+        "disk_write_bytes": total(disks, "write_bytes"),
+        "disk_read_ops": total(disks, "read_requests"),
+        "disk_write_ops": total(disks, "write_requests"),
+        "uptime_s": diag.get("uptime"),
+    }
