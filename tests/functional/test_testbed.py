@@ -142,6 +142,49 @@ def test_rally_task_passes_its_slas(testbed_up, cell, tmp_path):
     record(f"rally_{cell}", {"uuid": run.uuid, "html": str(run.html), "json": str(run.json)})
 
 
+def probe_ns_get(url: str) -> str:
+    code = ("import urllib.request; "
+            f"print(urllib.request.urlopen({url!r}, timeout=10).read().decode())")
+    proc = subprocess.run(testbed.probe_command([sys.executable, "-c", code]),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_metrics_hook_and_migrations_reach_influxdb(testbed_up, tmp_path):
+    require(shutil.which("victoria-metrics") is not None, "victoria-metrics is not installed")
+    testbed.set_mode("local", "off")
+    server = subprocess.Popen(testbed.probe_command(
+        ["victoria-metrics", "-httpListenAddr=127.0.0.1:8428",
+         f"-storageDataPath={tmp_path / 'vm'}", "-retentionPeriod=100y"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-local-off-influx.yaml", RESULTS)
+        assert run.exit_code == 0, run.log.read_text()[-3000:]
+        probe_ns_get("http://127.0.0.1:8428/internal/force_flush")
+        exported = probe_ns_get(
+            "http://127.0.0.1:8428/api/v1/export?match[]=%7B__name__%3D~%22lm_.*%22%7D")
+    finally:
+        server.terminate()
+        server.wait(20)
+    series = [json.loads(line) for line in exported.splitlines() if line.strip()]
+    migrations = [s for s in series if s["metric"]["__name__"] == "lm_migration_duration_s"
+                  and s["metric"]["task"] == run.uuid]
+    assert sum(len(s["values"]) for s in migrations) == 2 * 2 * 2
+    hosts_seen: dict[str, set] = {}
+    for item in series:
+        if item["metric"]["__name__"] == "lm_vm_cpu_time_ns":
+            hosts_seen.setdefault(item["metric"]["vm"], set()).add(item["metric"]["host"])
+    assert len(hosts_seen) == 2, hosts_seen
+    # Every VM was sampled on both hosts: the host tag follows the migrations.
+    assert all(seen == {"hv1", "hv2"} for seen in hosts_seen.values()), hosts_seen
+    report = json.loads(run.json.read_text())
+    hooks = report["tasks"][0]["subtasks"][0]["workloads"][0]["hooks"]
+    assert hooks and all(h["status"] == "success" for r in hooks for h in r["results"]), hooks
+    record("influx_hook", {"series": len(series), "hosts_seen": {k: sorted(v) for k, v in
+                                                                  hosts_seen.items()}})
+
+
 def test_sla_check_fails_on_an_impossible_threshold(testbed_up):
     run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-local-off.yaml", RESULTS,
                                 extra_args='{"vm_count": 1, "round_trips": 1, '
