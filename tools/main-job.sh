@@ -13,7 +13,11 @@ status=0
 for cell in testbed-local-off testbed-shared-off; do
     .venv/bin/rally-lm testbed run-task "task_templates/args/$cell.yaml" --out "$out" || status=$?
 done
+.venv/bin/rally-lm report "$out"/testbed-*-off-*.json --out "$out/comparison" \
+    --note "Testbed cells: flavors are scaled (lm.small.scaled-16 = the seed's small with \
+RAM/16, disk/40, vCPU/4) and QEMU runs under software emulation." || status=$?
 echo
 echo "Rally HTML reports (open in a browser, work offline):"
-ls -1 "$out"/*.html
+ls -1 "$out"/testbed-*.html
+echo "Comparison of the cells: $out/comparison/comparison.html (and comparison.md)"
 exit "$status"

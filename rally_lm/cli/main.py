@@ -65,6 +65,26 @@ def _run_testbed(args: argparse.Namespace) -> int:
     return testbed_cli.run(args)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "report",
+        help="compare matrix cells (storage x tunnelling x flavor) from Rally results",
+        description="Build the comparison document (HTML, offline, and Markdown) from Rally "
+        "task UUIDs (read from Rally's database) or Rally JSON reports, one per cell.",
+    )
+    parser.add_argument("tasks", nargs="+", metavar="TASK",
+                        help="a Rally task UUID or a `rally task report --json` file")
+    parser.add_argument("--out", default="comparison", help="output directory")
+    parser.add_argument("--note", default="", help="a sentence shown at the top")
+    parser.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from rally_lm.cli import report_cmd
+
+    return report_cmd.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rally-lm",
@@ -75,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_probe(sub)
     _add_testbed(sub)
+    _add_report(sub)
     return parser
 
 

@@ -1,0 +1,46 @@
+"""``rally-lm report``: the comparison document from Rally results."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rally_lm.report import cells, render
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _from_rally(uuid: str, workdir: Path) -> Path:
+    rally = shutil.which("rally") or str(Path(sys.executable).with_name("rally"))
+    out = workdir / f"{uuid}.json"
+    proc = subprocess.run([rally, "task", "report", uuid, "--json", "--out", str(out)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        raise FileNotFoundError(f"rally has no task {uuid}: {proc.stderr.strip()[-300:]}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="rally-lm-report-") as tmp:
+        try:
+            paths = [_from_rally(t, Path(tmp)) if UUID.match(t) else Path(t)
+                     for t in args.tasks]
+            missing = [str(p) for p in paths if not p.exists()]
+            if missing:
+                raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+            found = cells.load(paths)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            print(f"rally-lm report: {exc}", file=sys.stderr)
+            return 2
+    if not found:
+        print("rally-lm report: no LiveMigration.evacuate_host workload in the input",
+              file=sys.stderr)
+        return 2
+    html, markdown = render.render(found, Path(args.out), note=args.note)
+    print(f"comparison of {len(found)} cell(s):\n  {html}\n  {markdown}")
+    return 0
