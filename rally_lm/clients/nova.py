@@ -46,12 +46,15 @@ class NovaAdapter:
 
     @staticmethod
     def _wrap(call, *args, **kwargs):
+        from keystoneauth1 import exceptions as ks_exc
         from novaclient import exceptions as nova_exc
 
         try:
             return call(*args, **kwargs)
         except nova_exc.ClientException as exc:
             raise NovaError(f"{exc}", getattr(exc, "code", None)) from exc
+        except ks_exc.ConnectionError as exc:
+            raise NovaError(f"Nova is unreachable: {exc}") from exc
 
     # -- the cloud ----------------------------------------------------------
 
@@ -91,11 +94,11 @@ class NovaAdapter:
         from novaclient import exceptions as nova_exc
 
         try:
-            server = self._nova.servers.get(server_id)
-        except nova_exc.NotFound:
-            return None
-        except nova_exc.ClientException as exc:
-            raise NovaError(str(exc), getattr(exc, "code", None)) from exc
+            server = self._wrap(self._nova.servers.get, server_id)
+        except NovaError as exc:
+            if isinstance(exc.__cause__, nova_exc.NotFound):
+                return None
+            raise
         addresses = [a["addr"] for net in (server.addresses or {}).values() for a in net]
         return {
             "id": server.id,

@@ -67,11 +67,13 @@ class Migration:
 class FakeNova:
     def __init__(self, clock: Callable[[], float], hosts=("hv1", "hv2")) -> None:
         self.clock = clock
-        self.hosts = {h: {"state": "up", "status": "enabled"} for h in hosts}
+        self.hosts = {h: {"state": "up", "status": "enabled", "disabled_reason": None}
+                      for h in hosts}
         self.servers: dict[str, dict] = {}
         self.migrations: list[Migration] = []
         self.plans: dict[str, list[Plan]] = {}
         self.requests: list[tuple[float, str, str]] = []
+        self.max_version = MAX_VERSION
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v2.1"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -212,14 +214,14 @@ class FakeNova:
                 path, _, query = self.path.partition("?")
                 if path in ("/v2.1", "/v2.1/"):
                     return self._send(200, {"version": {
-                        "id": "v2.1", "status": "CURRENT", "version": MAX_VERSION,
+                        "id": "v2.1", "status": "CURRENT", "version": fake.max_version,
                         "min_version": "2.1", "links": []}})
                 if not self._version_ok():
                     return None
                 if path == "/v2.1/os-services":
                     return self._send(200, {"services": [
                         {"id": i, "binary": "nova-compute", "host": h, "zone": "nova",
-                         "disabled_reason": None, **s}
+                         **s}
                         for i, (h, s) in enumerate(fake.hosts.items())]})
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)", path):
                     view = fake._server_view(m.group(1))
