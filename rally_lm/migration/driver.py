@@ -104,9 +104,15 @@ class MigrationFinished:
         self.adapter = adapter
         self.server_id = server_id
         self.last: dict | None = None
+        self.api_errors = 0
 
     def __call__(self) -> bool:
-        self.last = self.adapter.server(self.server_id)
+        try:
+            self.last = self.adapter.server(self.server_id)
+        except NovaError:
+            # A flapping API is not the migration's end: keep polling.
+            self.api_errors += 1
+            return False
         if self.last is None or self.last["status"] == "ERROR":
             return True
         return self.last["task_state"] is None
