@@ -106,3 +106,21 @@ def paired_hosts(root_with_netns, request):
     hosts = PairedHosts(request.node.name[-8:].replace("[", "").replace("]", ""))
     yield hosts
     hosts.close()
+
+
+def _figures_file():
+    from pathlib import Path
+
+    return Path(os.environ.get("RALLY_LM_RESULTS", "/tmp/rally-lm-test-results")) / "figures.jsonl"
+
+
+def pytest_sessionstart(session):
+    _figures_file().unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    path = _figures_file()
+    if path.exists():
+        terminalreporter.section("figures measured by this run")
+        for line in path.read_text().splitlines():
+            terminalreporter.write_line(line)
