@@ -85,6 +85,41 @@ def _run_report(args: argparse.Namespace) -> int:
     return report_cmd.run(args)
 
 
+def _add_influx_replay(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "influx-replay",
+        help="send points spooled while InfluxDB was unreachable",
+        description="Replay a spool file (~/.rally/rally-lm-spool/<task>.lp) into InfluxDB. "
+        "The token is read from $INFLUX_TOKEN; points that still fail stay spooled.",
+    )
+    parser.add_argument("spool", help="spool file (line protocol)")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--org", default="")
+    parser.add_argument("--bucket", default="rally_lm")
+    parser.set_defaults(handler=_run_influx_replay)
+
+
+def _run_influx_replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rally_lm.export.influx import ExportConfigError, InfluxSettings, replay_spool
+
+    spool = Path(args.spool)
+    if not spool.exists():
+        print(f"rally-lm influx-replay: no such spool file {spool}", file=sys.stderr)
+        return 2
+    try:
+        settings = InfluxSettings.from_config({"url": args.url, "org": args.org,
+                                               "bucket": args.bucket})
+    except ExportConfigError as exc:
+        print(f"rally-lm influx-replay: {exc}", file=sys.stderr)
+        return 2
+    stats = replay_spool(settings, spool)
+    print(f"replayed {stats.replayed} point(s); {stats.spooled} still spooled"
+          + (f" ({stats.last_error})" if stats.last_error else ""))
+    return 0 if not stats.last_error else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rally-lm",
@@ -96,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe(sub)
     _add_testbed(sub)
     _add_report(sub)
+    _add_influx_replay(sub)
     return parser
 
 

@@ -80,13 +80,11 @@ class NovaAdapter:
     # -- servers ------------------------------------------------------------
 
     def boot(self, name: str, image_id: str, flavor_id: str, host: str, network_id: str,
-             userdata: str | None = None, fixed_ip: str | None = None) -> str:
-        nic = {"net-id": network_id}
-        if fixed_ip:
-            nic["v4-fixed-ip"] = fixed_ip
+             userdata: str | None = None, security_groups: list[str] | None = None) -> str:
+        extra = {"security_groups": security_groups} if security_groups else {}
         server = self._wrap(self._nova.servers.create, name=name, image=image_id,
-                            flavor=flavor_id, nics=[nic], host=host, userdata=userdata,
-                            config_drive=True)
+                            flavor=flavor_id, nics=[{"net-id": network_id}], host=host,
+                            userdata=userdata, config_drive=True, **extra)
         return server.id
 
     def server(self, server_id: str) -> dict | None:

@@ -183,5 +183,6 @@ def _without_token(text: str, token: str) -> str:
 def replay_spool(settings: InfluxSettings, spool: Path) -> ExportStats:
     """Send what a spool file holds (``rally-lm influx-replay``)."""
     exporter = InfluxExporter(settings, spool)
+    exporter.stats.spooled = sum(1 for ln in spool.read_text().splitlines() if ln)
     exporter.start()
     return exporter.close()

@@ -133,3 +133,17 @@ def test_token_never_in_repr():
     settings_ = InfluxSettings.from_config({"url": "http://127.0.0.1:1"},
                                            environ={"INFLUX_TOKEN": "s3cr3t"})
     assert settings_.token == "s3cr3t" and "s3cr3t" not in repr(settings_)
+
+
+def test_replay_command_sends_a_spool_later(victoria, tmp_path):
+    from rally_lm.cli.main import main
+    from rally_lm.export.influx import line
+
+    start = time.time() - 7200
+    spool = tmp_path / "left.lp"
+    spool.write_text("".join(
+        line("lm_probe", {"vm": "vm0", "host": "hv1", "task": "t1"},
+             {"lost": i, "downtime_ms": float(i) / 2}, start + i) + "\n" for i in range(10)))
+    assert main(["influx-replay", str(spool), "--url", victoria.url]) == 0
+    assert victoria.points() == expected(start, 10)
+    assert spool.read_text() == ""

@@ -109,11 +109,28 @@ class LiveMigrationWorkload(context.Context):
         return glance.images.get(name_or_id)["id"]
 
     @staticmethod
-    def _find_network(clients, name_or_id: str) -> str:
+    def _find_network(clients, name_or_id: str) -> tuple[str, bool]:
         neutron = clients.neutron()
         found = neutron.list_networks(name=name_or_id)["networks"] or \
             neutron.list_networks(id=name_or_id)["networks"]
-        return found[0]["id"]
+        return found[0]["id"], bool(found[0].get("port_security_enabled", False))
+
+    @staticmethod
+    def _probe_security_group(clients, prefix: str, agent: dict) -> str:
+        """A group letting the probes in: ICMP, and TCP/UDP to the agent's echo ports."""
+        neutron = clients.neutron()
+        group = neutron.create_security_group({"security_group": {
+            "name": f"{prefix}-probes",
+            "description": "rally_lm: echo probes to the workload agent"}})["security_group"]
+        rules = [{"protocol": "icmp"}]
+        rules += [{"protocol": proto, "port_range_min": port, "port_range_max": port}
+                  for proto, port in (("tcp", agent["tcp_echo_port"]),
+                                      ("udp", agent["udp_echo_port"]))]
+        for rule in rules:
+            neutron.create_security_group_rule({"security_group_rule": {
+                "security_group_id": group["id"], "direction": "ingress",
+                "ethertype": "IPv4", **rule}})
+        return group["name"]
 
     @staticmethod
     def _wait_active(nova: NovaAdapter, servers: list[dict], timeout: float) -> None:
@@ -157,8 +174,6 @@ class LiveMigrationWorkload(context.Context):
     def cleanup(self) -> None:
         workload = self.context.get("lm_workload") or {}
         servers = workload.get("servers", [])
-        if not servers:
-            return
         nova = NovaAdapter(self._clients().nova(version=MICROVERSION))
         for server in servers:
             try:
@@ -173,3 +188,11 @@ class LiveMigrationWorkload(context.Context):
                 time.sleep(2)
         if remaining:
             LOG.warning(f"workload VMs still present after cleanup: {remaining}")
+        group = workload.get("security_group")
+        if group:
+            neutron = self._clients().neutron()
+            for found in neutron.list_security_groups(name=group)["security_groups"]:
+                try:
+                    neutron.delete_security_group(found["id"])
+                except Exception as exc:  # noqa: BLE001 - report, never mask the run
+                    LOG.warning(f"could not delete security group {group}: {exc}")
