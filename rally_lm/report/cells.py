@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rally_lm.task.output import migrations_from_output
+from rally_lm.task.output import migrations_from_output, per_vm_from_output
 
 SUCCEEDED = ("completed", "timeout_forced")
 
@@ -60,10 +60,7 @@ def _cell(task_uuid: str, workload: dict) -> Cell:
         for action in iteration["atomic_actions"]:
             if action["name"].startswith("nova.drain_host_") and action.get("finished_at"):
                 drains.append(action["finished_at"] - action["started_at"])
-        for chart in iteration["output"].get("complete", []):
-            if chart.get("title") == "Per VM":
-                cols = chart["data"]["cols"]
-                tcp += [dict(zip(cols, row, strict=False)) for row in chart["data"]["rows"]]
+        tcp += per_vm_from_output(iteration["output"])
     config = {k: v for k, v in args.items() if k not in ("labels", "hypervisor_uris", "influx")}
     return Cell(task=task_uuid, storage=labels.get("storage", "?"),
                 tunnelling=labels.get("tunnelling", "?"), flavor=labels.get("flavor", "?"),

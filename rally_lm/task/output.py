@@ -19,6 +19,7 @@ from rally_lm.migration.driver import MigrationRecord
 from rally_lm.migration.evacuation import RoundTrip
 
 MIGRATIONS_TITLE = "Migrations"
+PER_VM_TITLE = "Per VM"
 MIGRATION_COLUMNS = [
     "vm", "direction", "source", "target", "outcome", "duration_s", "nova_completed_s",
     "network_downtime_ms", "hypervisor_downtime_ms", "convergence_ms", "lost", "late",
@@ -80,7 +81,7 @@ def round_trip_output(trip: RoundTrip, labels: dict[str, str]) -> list[tuple[str
             tcp.get("original_connection_survived"), vm["collateral_outages"],
         ])
     charts.append(("complete", {
-        "title": "Per VM", "chart_plugin": "Table",
+        "title": PER_VM_TITLE, "chart_plugin": "Table",
         "data": {"cols": ["vm", "migrations", "succeeded", "duration p50 s", "duration p95 s",
                           "duration max s", "downtime p50 ms", "downtime p95 ms",
                           "downtime max ms", "TCP longest stall ms", "TCP bytes lost",
@@ -137,10 +138,26 @@ def round_trip_output(trip: RoundTrip, labels: dict[str, str]) -> list[tuple[str
     return charts
 
 
-def migrations_from_output(output: dict) -> list[dict[str, Any]]:
-    """The Migrations table of one iteration's output, as dicts (for SLAs, reports)."""
+def table_rows(output: dict, title: str) -> list[dict[str, Any]]:
+    """A table of one iteration's complete output, as dicts (for SLAs, reports)."""
     for chart in output.get("complete", []):
-        if chart.get("title") == MIGRATIONS_TITLE:
+        if chart.get("title") == title and chart.get("chart_plugin") == "Table":
             cols = chart["data"]["cols"]
             return [dict(zip(cols, row, strict=False)) for row in chart["data"]["rows"]]
     return []
+
+
+def migrations_from_output(output: dict) -> list[dict[str, Any]]:
+    return table_rows(output, MIGRATIONS_TITLE)
+
+
+def per_vm_from_output(output: dict) -> list[dict[str, Any]]:
+    return table_rows(output, PER_VM_TITLE)
+
+
+def export_stats_chart(title: str, stats: Any) -> dict:
+    """How an InfluxDB export went: points written, replayed, still spooled, dropped."""
+    return {"title": title, "chart_plugin": "Table",
+            "data": {"cols": ["written", "replayed", "spooled", "dropped", "last error"],
+                     "rows": [[stats.written, stats.replayed, stats.spooled, stats.dropped,
+                               stats.last_error or ""]]}}

@@ -13,6 +13,7 @@ from rally_lm.export.influx import InfluxExporter, InfluxSettings
 from rally_lm.export.points import diagnostics_fields
 from rally_lm.probes.downtime import DowntimeProbe
 from rally_lm.probes.timeline import find_disruptions
+from rally_lm.task.output import export_stats_chart
 
 INFLUX_SCHEMA = {
     "type": "object",
@@ -98,11 +99,7 @@ class VmMetrics(hook.HookAction):
                               "longest outage ms"],
                      "rows": [r + p for r, p in zip(rows, probe_rows, strict=True)]}})
         if stats is not None:
-            self.add_output(complete={
-                "title": "InfluxDB export", "chart_plugin": "Table",
-                "data": {"cols": ["written", "replayed", "spooled", "dropped", "last error"],
-                         "rows": [[stats.written, stats.replayed, stats.spooled,
-                                   stats.dropped, stats.last_error or ""]]}})
+            self.add_output(complete=export_stats_chart("InfluxDB export", stats))
             if stats.dropped:
                 self.set_error("InfluxExportError", f"{stats.dropped} points dropped",
                                stats.last_error or "")

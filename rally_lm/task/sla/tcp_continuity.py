@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from rally.task import sla
 
-from rally_lm.task.output import migrations_from_output
-
-
-def per_vm_rows(output: dict) -> list[dict]:
-    for chart in output.get("complete", []):
-        if chart.get("title") == "Per VM":
-            cols = chart["data"]["cols"]
-            return [dict(zip(cols, row, strict=False)) for row in chart["data"]["rows"]]
-    return []
+from rally_lm.task.output import migrations_from_output, per_vm_from_output
 
 
 @sla.configure(name="lm_tcp_continuity")
@@ -41,7 +33,7 @@ class TcpContinuity(sla.SLA):
 
     def add_iteration(self, iteration: dict) -> bool:
         output = iteration.get("output", {})
-        for row in per_vm_rows(output):
+        for row in per_vm_from_output(output):
             if row["TCP bytes lost"] is None:
                 self.unmeasured += 1
                 continue

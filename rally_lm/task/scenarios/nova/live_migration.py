@@ -50,11 +50,8 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
             for point in migration_points(record, tags):
                 exporter.write(*point)
         stats = exporter.close()
-        self.add_output(complete={
-            "title": "InfluxDB export (migrations)", "chart_plugin": "Table",
-            "data": {"cols": ["written", "replayed", "spooled", "dropped", "last error"],
-                     "rows": [[stats.written, stats.replayed, stats.spooled, stats.dropped,
-                               stats.last_error or ""]]}})
+        self.add_output(complete=output.export_stats_chart("InfluxDB export (migrations)",
+                                                           stats))
 
     def _vms(self) -> list[WorkloadVM]:
         return [WorkloadVM(id=s["id"], name=s["name"], ip=s["ip"],
