@@ -43,7 +43,7 @@ PID_DIR = STATE / "pids"
 SHARED_INSTANCES = STATE / "shared-instances"
 MODE_FILE = STATE / "mode.json"
 
-PASSWORD = "rally-lm-testbed"  # a throwaway cloud on one machine; printed by `env`
+PASSWORD = "lm-testbed-admin-secret"  # a throwaway cloud on one machine; printed by `env`
 REGION = "RegionOne"
 PHYSNET = "physnet1"
 TENANT_NETWORK_NAME = "lm-tenant"
