@@ -4,7 +4,7 @@
 # and one shared-storage cell, and print where Rally's HTML reports are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${RALLY_LM_RESULTS:-$PWD/results}
+out=${RALLY_LM_RESULTS:-$PWD/results/$(date +%Y%m%d-%H%M%S)}
 
 bash tools/install-system-deps.sh
 bash tools/install-python-env.sh
