@@ -209,10 +209,3 @@ def clouds_yaml() -> str:
 def probe_command(argv: list[str]) -> list[str]:
     """How to run ``argv`` where the testbed's APIs and guests are reachable."""
     return ["ip", "netns", "exec", layout.PROBE, *argv]
-
-
-def env_file() -> Path:
-    path = layout.STATE / "openrc"
-    path.write_text("".join(f"export {k}={v}\n" for k, v in credentials().items()))
-    os.chmod(path, 0o600)
-    return path

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rally.common import validation
 
-from rally_lm.clients.nova import MIN_MICROVERSION, NovaAdapter, NovaError
+from rally_lm.clients.nova import MICROVERSION, MIN_MICROVERSION, NovaAdapter, NovaError
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
@@ -16,8 +16,6 @@ def _version_tuple(version: str) -> tuple[int, int]:
 
 
 def _adapter(context) -> NovaAdapter:
-    from rally_lm.clients.nova import MICROVERSION
-
     credential = context["admin"]["credential"]
     return NovaAdapter(credential.clients().nova(version=MICROVERSION))
 
@@ -84,7 +82,7 @@ class WorkloadResourcesValidator(validation.Validator):
             self.fail("the lm_workload context needs admin credentials")
         clients = context["admin"]["credential"].clients()
         try:
-            if NovaAdapter(clients.nova(version="2.80")).find_flavor(workload["flavor"]) is None:
+            if NovaAdapter(clients.nova(version=MICROVERSION)).find_flavor(workload["flavor"]) is None:
                 self.fail(f"flavor {workload['flavor']!r} does not exist "
                           "(openstack flavor list --all)")
         except NovaError as exc:
