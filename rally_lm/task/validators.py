@@ -82,7 +82,8 @@ class WorkloadResourcesValidator(validation.Validator):
             self.fail("the lm_workload context needs admin credentials")
         clients = context["admin"]["credential"].clients()
         try:
-            if NovaAdapter(clients.nova(version=MICROVERSION)).find_flavor(workload["flavor"]) is None:
+            nova = NovaAdapter(clients.nova(version=MICROVERSION))
+            if nova.find_flavor(workload["flavor"]) is None:
                 self.fail(f"flavor {workload['flavor']!r} does not exist "
                           "(openstack flavor list --all)")
         except NovaError as exc:
