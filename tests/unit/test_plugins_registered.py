@@ -52,3 +52,11 @@ def test_every_plugin_documents_itself():
 
 def test_testbed_is_not_under_the_plugin_path():
     assert not any(m.startswith("rally_lm.testbed") for m in all_modules())
+
+
+def test_testbed_modules_import():
+    import rally_lm_testbed
+
+    for _finder, name, _pkg in pkgutil.walk_packages(rally_lm_testbed.__path__,
+                                                     prefix="rally_lm_testbed."):
+        importlib.import_module(name)
