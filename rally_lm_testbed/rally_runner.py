@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import shutil
@@ -13,7 +14,17 @@ from pathlib import Path
 from rally_lm_testbed import layout, testbed
 
 RALLY_HOME = Path(os.environ.get("RALLY_LM_RALLY_HOME", "/var/lib/rally-lm/rally"))
-ENV_NAME = "rally-lm-testbed"
+
+
+def env_name() -> str:
+    """The Rally environment for the testbed's current credentials.
+
+    Rally keeps an environment's credentials; named after their fingerprint, a
+    testbed rebuilt with other credentials gets a fresh one instead of a stale one.
+    """
+    creds = testbed.credentials()
+    digest = hashlib.sha256(f"{creds['OS_AUTH_URL']} {creds['OS_PASSWORD']}".encode())
+    return f"rally-lm-testbed-{digest.hexdigest()[:8]}"
 
 
 @dataclasses.dataclass
@@ -50,9 +61,10 @@ def ensure_env() -> None:
         conf.write_text(f"[database]\nconnection = sqlite:///{RALLY_HOME}/rally.sqlite\n")
     if not (RALLY_HOME / "rally.sqlite").exists():
         rally("db", "create")
-    if ENV_NAME not in rally("env", "list", check=False).stdout:
-        rally("env", "create", "--name", ENV_NAME, "--from-sysenv")
-    rally("env", "use", ENV_NAME)
+    name = env_name()
+    if name not in rally("env", "list", check=False).stdout:
+        rally("env", "create", "--name", name, "--from-sysenv")
+    rally("env", "use", name)
 
 
 def run_task(template: Path, args_file: Path, out_dir: Path,
