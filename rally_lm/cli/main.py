@@ -31,6 +31,9 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--tcp-rate", type=float, default=10240.0,
                         help="TCP continuity stream rate in bytes/s (default 10240)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--raw", action="store_true",
+                        help="with --json: add every request's send and reply time "
+                             "(seconds since the probe started; reply null when lost)")
     parser.set_defaults(handler=_run_probe)
 
 

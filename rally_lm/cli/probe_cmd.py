@@ -8,7 +8,7 @@ import sys
 import time
 
 from rally_lm.probes.downtime import DowntimeProbe, ProbeError
-from rally_lm.probes.summary import tcp_summary, timeline_summary
+from rally_lm.probes.summary import raw_timeline, tcp_summary, timeline_summary
 from rally_lm.probes.tcp_continuity import TcpContinuityProbe
 
 
@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     report = []
     for index, timeline in enumerate(timelines):
         entry = timeline_summary(timeline, probe.transport)
+        if args.raw:
+            entry["timeline"] = raw_timeline(timeline)
         if tcp is not None:
             entry["tcp"] = tcp_summary(tcp_results[index], tcp.clock)
         report.append(entry)

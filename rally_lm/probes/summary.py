@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rally_lm.probes.records import Outage, ProbeClock, TargetTimeline, TcpContinuity
@@ -51,3 +52,11 @@ def tcp_summary(result: TcpContinuity, clock: ProbeClock) -> dict[str, Any]:
         for s in result.stalls
     ]
     return data
+
+
+def raw_timeline(timeline: TargetTimeline) -> list[list[float | None]]:
+    """[sent, received] per request, seconds since the probe started (None: no reply)."""
+    origin = timeline.clock.monotonic
+    return [[round(sent - origin, 6),
+             None if math.isnan(received) else round(received - origin, 6)]
+            for sent, received in zip(timeline.sent, timeline.received, strict=True)]

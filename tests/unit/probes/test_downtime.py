@@ -59,3 +59,22 @@ def test_udp_target_without_service_is_all_lost_never_zero_downtime():
     assert timeline.replies == 0
     outages, _ = find_disruptions(timeline)
     assert outages and outages[0].ongoing
+
+
+def test_cli_json_carries_outages_and_the_raw_timeline(capsys):
+    import json
+
+    from rally_lm.cli.main import main
+
+    server = EchoServer().start()
+    try:
+        code = main(["probe", "127.0.0.1", "--udp", str(server.udp_port), "--interval", "0.01",
+                     "--duration", "0.5", "--json", "--raw"])
+    finally:
+        server.stop()
+    assert code == 0
+    (target,) = json.loads(capsys.readouterr().out)["targets"]
+    assert target["outages"] == [] and target["longest_outage_ms"] == 0.0
+    assert len(target["timeline"]) == target["requests"] >= 40
+    sent, received = target["timeline"][0]
+    assert 0 <= sent < received
