@@ -84,16 +84,23 @@ class LiveMigrationWorkload(context.Context):
         nova = NovaAdapter(clients.nova(version=MICROVERSION))
         flavor = nova.find_flavor(cfg["flavor"])
         image = self._find_image(clients, cfg["image"])
-        network = self._find_network(clients, cfg["network"])
+        network, port_security = self._find_network(clients, cfg["network"])
         servers: list[dict] = []
         self.context["lm_workload"] = {"servers": servers, "agent": agent,
-                                       "flavor": flavor, "source_host": cfg["source_host"]}
+                                       "flavor": flavor, "source_host": cfg["source_host"],
+                                       "security_group": None}
         # Named after the task: the metrics hook finds them by this prefix.
         prefix = f"rally-lm-{self.context['task']['uuid'][:8]}"
         try:
+            groups = None
+            if port_security:
+                group = self._probe_security_group(clients, prefix, agent)
+                self.context["lm_workload"]["security_group"] = group
+                groups = [group]
             for index in range(cfg["count"]):
                 server_id = nova.boot(f"{prefix}-vm{index}", image, flavor["id"],
-                                      cfg["source_host"], network, agent_user_data(agent))
+                                      cfg["source_host"], network, agent_user_data(agent),
+                                      security_groups=groups)
                 servers.append({"id": server_id, "name": f"{prefix}-vm{index}"})
             self._wait_active(nova, servers, cfg["boot_timeout"])
             self._wait_answering(servers, agent, cfg["ready_timeout"])

@@ -1,0 +1,78 @@
+"""lm_workload boots pinned VMs, opens a probe security group only where needed."""
+
+from unittest import mock
+
+import pytest
+
+from rally_lm.task.contexts.nova import lm_workload
+
+
+class StubAdapter:
+    def __init__(self):
+        self.booted, self.deleted = [], []
+
+    def find_flavor(self, name):
+        return {"id": "f1", "name": name}
+
+    def boot(self, name, image, flavor, host, network, userdata, security_groups=None):
+        self.booted.append({"name": name, "image": image, "host": host, "network": network,
+                            "userdata": userdata, "security_groups": security_groups})
+        return f"id-{len(self.booted)}"
+
+    def delete(self, server_id):
+        self.deleted.append(server_id)
+
+    def server(self, server_id):
+        return None  # deleted at once
+
+
+@pytest.fixture
+def stubs(monkeypatch):
+    adapter = StubAdapter()
+    monkeypatch.setattr(lm_workload, "NovaAdapter", lambda _client: adapter)
+    monkeypatch.setattr(lm_workload.LiveMigrationWorkload, "_wait_active",
+                        staticmethod(lambda nova, servers, timeout: None))
+    monkeypatch.setattr(lm_workload.LiveMigrationWorkload, "_wait_answering",
+                        staticmethod(lambda servers, agent, timeout: None))
+    return adapter
+
+
+def make_context(port_security):
+    clients = mock.Mock()
+    clients.glance.return_value.images.list.return_value = [{"id": "img-1"}]
+    clients.neutron.return_value.list_networks.return_value = {
+        "networks": [{"id": "net-1", "port_security_enabled": port_security}]}
+    clients.neutron.return_value.create_security_group.return_value = {
+        "security_group": {"id": "sg-1", "name": "rally-lm-abcdef12-probes"}}
+    clients.neutron.return_value.list_security_groups.return_value = {
+        "security_groups": [{"id": "sg-1"}]}
+    credential = mock.Mock()
+    credential.clients.return_value = clients
+    config = {"source_host": "hv1", "flavor": "small", "image": "guest", "network": "net",
+              "count": 2, "agent": {"dirty_rate_mib": 4, "dirty_working_set_mib": 32}}
+    context = {"task": {"uuid": "abcdef12-0000"}, "owner_id": "w1",
+               "admin": {"credential": credential}, "config": {"lm_workload": config}}
+    return context, clients.neutron.return_value
+
+
+@pytest.mark.parametrize("port_security", [True, False])
+def test_setup_and_cleanup(stubs, port_security):
+    context, neutron = make_context(port_security)
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    ctx.setup()
+    assert [b["name"] for b in stubs.booted] == ["rally-lm-abcdef12-vm0", "rally-lm-abcdef12-vm1"]
+    assert all(b["host"] == "hv1" and b["network"] == "net-1" and b["image"] == "img-1"
+               for b in stubs.booted)
+    assert "--dirty-mib 32 --dirty-rate 4" in stubs.booted[0]["userdata"]
+    if port_security:
+        assert stubs.booted[0]["security_groups"] == ["rally-lm-abcdef12-probes"]
+        rules = [c.args[0]["security_group_rule"] for c in
+                 neutron.create_security_group_rule.call_args_list]
+        assert {r["protocol"] for r in rules} == {"icmp", "tcp", "udp"}
+    else:
+        assert stubs.booted[0]["security_groups"] is None
+        neutron.create_security_group.assert_not_called()
+    ctx.cleanup()
+    assert stubs.deleted == ["id-1", "id-2"]
+    if port_security:
+        neutron.delete_security_group.assert_called_once_with("sg-1")
