@@ -59,12 +59,10 @@ class Outage:
     def overlaps(self, start: float, end: float) -> bool:
         return self.start < end and self.end > start
 
-    def to_dict(self, clock: ProbeClock | None = None) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """Monotonic times; summary.outage_dict gives the wall-clock view."""
         data = dataclasses.asdict(self)
         data["duration_ms"] = round(self.duration_ms, 3)
-        if clock is not None:
-            data["start_wall"] = clock.to_wall(self.start)
-            data["end_wall"] = clock.to_wall(self.end)
         return data
 
 
