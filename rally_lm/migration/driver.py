@@ -14,7 +14,8 @@ migration that went wrong - it records the outcome and a failure class:
 ``timeout_aborted``  the timeout hit and the migration was aborted
 ``timeout_forced``   the timeout hit and the migration was forced to complete
 ``stale_status``   Nova's record and the server's host/status still disagree
-                   after the grace period (the seed saw this)
+                   after the grace period (the seed saw this), or libvirt runs
+                   the guest on another host than the one Nova names
 ``lost``           the server is gone or in ERROR
 =================  ==========================================================
 """
@@ -81,6 +82,9 @@ class MigrationRecord:
     final_host: str | None = None
     final_status: str | None = None
     block_migration: str | bool = "auto"
+    #: Where libvirt runs the guest after the migration (with hypervisor URIs).
+    running_on: str | None = None
+    libvirt_states: dict[str, str] = dataclasses.field(default_factory=dict)
     timed_out: bool = False
     timeout_action: str | None = None
     progress: list[dict] = dataclasses.field(default_factory=list)
@@ -315,3 +319,31 @@ def classify(record: MigrationRecord, migration: dict | None,
         return "refused", f"refused by {where} before any data moved ({status}){reason}"
     return "error", (f"the migration ended {status}; the server is still on "
                      f"{record.source}{reason}")
+
+
+def reconcile_with_hypervisor(record: MigrationRecord, states: dict[str, str]) -> None:
+    """Check Nova's answer against what libvirt runs where; Nova may lag or be wrong.
+
+    ``states`` maps host -> libvirt domain state ("running", "paused", "absent",
+    "unknown: ..."). A guest that libvirt runs somewhere other than where Nova
+    says is ``stale_status``; one that runs nowhere while every host answered is
+    ``lost``. Hosts that could not be asked decide nothing.
+    """
+    record.libvirt_states = dict(states)
+    alive = [h for h, state in states.items() if state in ("running", "paused")]
+    if len(alive) == 1:
+        record.running_on = alive[0]
+    if record.outcome in ("refused", "lost") and not alive:
+        return
+    if len(alive) > 1:
+        record.outcome = "stale_status"
+        record.error = f"libvirt runs the guest on {' and '.join(alive)} at once"
+    elif record.running_on and record.final_host and record.running_on != record.final_host:
+        record.outcome = "stale_status"
+        record.error = (f"Nova says the server is on {record.final_host} "
+                        f"({record.nova_status or 'no record'}), libvirt runs it on "
+                        f"{record.running_on}")
+    elif not alive and all(not s.startswith("unknown") for s in states.values()) and states:
+        record.outcome = "lost"
+        record.error = ("libvirt runs the guest on none of "
+                        + ", ".join(f"{h} ({s})" for h, s in states.items()))

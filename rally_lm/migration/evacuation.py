@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rally_lm.migration import hypervisor
-from rally_lm.migration.driver import MigrationDriver, MigrationRecord
+from rally_lm.migration.driver import MigrationDriver, MigrationRecord, reconcile_with_hypervisor
 from rally_lm.probes.downtime import DowntimeProbe
 from rally_lm.probes.records import TargetTimeline, TcpContinuity
 from rally_lm.probes.tcp_continuity import TcpContinuityProbe
@@ -128,7 +128,10 @@ class Evacuation:
 
     def _move(self, vm: WorkloadVM, source: str, target: str, direction: str) -> MigrationRecord:
         record = self.driver.migrate(vm.id, vm.name, source, target, direction)
-        where = record.final_host or source
+        if vm.instance_name and self.hypervisor_uris:
+            reconcile_with_hypervisor(record, self._libvirt_states(vm.instance_name,
+                                                                   (source, target)))
+        where = record.running_on or record.final_host or source
         uri = self.hypervisor_uris.get(where)
         if uri and vm.instance_name and record.outcome not in ("refused", "lost"):
             try:
@@ -137,6 +140,19 @@ class Evacuation:
             except hypervisor.HypervisorStatsError as exc:
                 record.measurements["hypervisor"] = {"error": str(exc)}
         return record
+
+    def _libvirt_states(self, instance_name: str, hosts: tuple[str, str]) -> dict[str, str]:
+        """What each host's libvirt says about the domain ("absent" if it has none)."""
+        states = {}
+        for host in hosts:
+            uri = self.hypervisor_uris.get(host)
+            if uri is None:
+                continue
+            try:
+                states[host] = hypervisor.domain_state(uri, instance_name) or "absent"
+            except (hypervisor.HypervisorStatsError, OSError) as exc:
+                states[host] = f"unknown: {exc}"
+        return states
 
     # -- measurements -----------------------------------------------------------------
 

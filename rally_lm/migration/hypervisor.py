@@ -61,3 +61,18 @@ def completed_job(uri: str, instance_name: str, timeout: float = 20.0) -> dict[s
         raise HypervisorStatsError(f"libvirt at {uri} has no completed migration of "
                                    f"{instance_name}")
     return stats
+
+
+def domain_state(uri: str, instance_name: str, timeout: float = 20.0) -> str | None:
+    """libvirt's state of a domain on one host ("running", "paused", ...), None if absent."""
+    virsh = shutil.which("virsh")
+    if virsh is None:
+        raise HypervisorStatsError("virsh is not installed (libvirt-clients)")
+    proc = subprocess.run([virsh, "-c", uri, "domstate", instance_name],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode == 0:
+        return proc.stdout.strip() or None
+    if "failed to get domain" in proc.stderr or "Domain not found" in proc.stderr:
+        return None
+    raise HypervisorStatsError(f"virsh -c {uri} domstate {instance_name}: "
+                               f"{proc.stderr.strip()}")

@@ -39,7 +39,8 @@ class Outage:
     """A run of echo requests that went unanswered (lost) or came back late.
 
     ``start`` is the send time of the first request of the run and ``end`` the
-    send time of the first request answered on time after it, so the
+    send time of the first request answered on time after it (or, when that
+    request was itself held, its reply time minus the median RTT), so the
     resolution is one probe interval. ``late`` requests were answered after
     ``late_after_ms`` (typically held in a queue while the guest was paused);
     ``max_late_ms`` is the longest such delay.

@@ -10,6 +10,12 @@ Definitions (see docs/measurement.md for why):
   it is measured on the probe's send clock with a resolution of one interval.
   Replies held while a guest is paused come back late, not lost: counting only
   losses (``lost x interval``) underestimates a pause roughly threefold.
+* Held requests also say when the guest answered again: all of them are
+  released when it resumes. QEMU announces the guest's MAC on the destination
+  *before* libvirt resumes its vCPUs, so requests sent just before the resume
+  are queued there and may still come back within the on-time threshold. An
+  outage therefore lasts at least until the reply to the on-time request
+  closing it, minus the median RTT.
 * A **delay spike** is such a run with no loss at all (a CPU stall, a queue):
   reported, never charged as downtime unless a migration has nothing else.
 * A migration's **network downtime** is the longest outage overlapping its
@@ -35,13 +41,17 @@ class NothingMeasured(Exception):
     """The probe has no data to judge this window: never report zero."""
 
 
-def late_threshold(timeline: TargetTimeline) -> float:
-    """Seconds after which a reply counts as late for this timeline."""
+def median_rtt(timeline: TargetTimeline) -> float:
+    """Median round-trip time in seconds of the answered requests (0 if none)."""
     sent = np.frombuffer(timeline.sent, dtype=float)
     received = np.frombuffer(timeline.received, dtype=float)
     rtts = (received - sent)[~np.isnan(received)]
-    median = float(np.median(rtts)) if rtts.size else 0.0
-    return max(LATE_INTERVALS * timeline.interval, 3.0 * median + 0.010)
+    return float(np.median(rtts)) if rtts.size else 0.0
+
+
+def late_threshold(timeline: TargetTimeline) -> float:
+    """Seconds after which a reply counts as late for this timeline."""
+    return max(LATE_INTERVALS * timeline.interval, 3.0 * median_rtt(timeline) + 0.010)
 
 
 def find_disruptions(
@@ -55,6 +65,7 @@ def find_disruptions(
     if sent.size == 0:
         return [], []
     lost = np.isnan(received)
+    typical_rtt = median_rtt(timeline)
     rtt = np.where(lost, 0.0, received - sent)
     late = ~lost & (rtt > late_after)
     bad = lost | late
@@ -67,6 +78,9 @@ def find_disruptions(
     for first, after in zip(edges[::2], edges[1::2], strict=True):
         ongoing = after >= sent.size
         end = sent[-1] + timeline.interval if ongoing else sent[after]
+        if not ongoing:
+            # The closing request may itself have been held until the resume.
+            end = max(end, float(received[after]) - typical_rtt)
         run_late = rtt[first:after][late[first:after]]
         record = Outage(
             start=float(sent[first]),

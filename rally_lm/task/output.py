@@ -23,7 +23,8 @@ PER_VM_TITLE = "Per VM"
 MIGRATION_COLUMNS = [
     "vm", "direction", "source", "target", "outcome", "duration_s", "nova_completed_s",
     "network_downtime_ms", "hypervisor_downtime_ms", "convergence_ms", "lost", "late",
-    "tcp_max_stall_ms", "hypervisor_total_ms", "disk_copy_seen", "error",
+    "tcp_max_stall_ms", "hypervisor_total_ms", "disk_copy_seen", "error", "resolution_ms",
+    "running_on",
 ]
 
 
@@ -43,6 +44,7 @@ def migration_row(record: MigrationRecord) -> list[Any]:
         _num(network.get("convergence_ms")), network.get("lost"), network.get("late"),
         _num(tcp.get("max_stall_ms")), _num(hyper.get("total_ms")),
         bool(disk), record.error or network.get("error") or hyper.get("error") or "",
+        _num(network.get("resolution_ms")), record.running_on,
     ]
 
 

@@ -61,6 +61,16 @@ def test_up_again_changes_nothing(testbed_up):
     assert {d: hosts.running_pid(d) for d in all_daemons()} == before
 
 
+def network_covers_pause(network_ms: float, resolution_ms: float, libvirt_ms: float) -> bool:
+    """The network cannot be back before the guest runs again.
+
+    The outage may start up to one probe interval after the vCPUs stopped
+    (the last request before the stop can still be answered), and libvirt
+    counts whole milliseconds up to after its resume bookkeeping.
+    """
+    return network_ms + resolution_ms + 1.0 >= libvirt_ms
+
+
 def migration_check() -> dict:
     proc = subprocess.run(testbed.probe_command([sys.executable, "-m",
                                                  "rally_lm_testbed.migration_check"]),
@@ -105,8 +115,8 @@ def test_live_migration_there_and_back(testbed_up, storage, tunnelled):
         hyper = migration["measurements"]["hypervisor"]
         network = migration["measurements"]["network"]
         assert "downtime_ms" in hyper and "total_ms" in hyper, hyper
-        # The network cannot be back before the guest runs again.
-        assert network["downtime_ms"] >= hyper["downtime_ms"], (network, hyper)
+        assert network_covers_pause(network["downtime_ms"], network["resolution_ms"],
+                                    hyper["downtime_ms"]), (network, hyper)
         record(f"mode_{storage}_{tunnelled}", {
             "direction": migration["direction"], "duration_s": round(migration["duration"], 2),
             "nova_completed_s": migration["nova_completed_after"],
@@ -138,7 +148,9 @@ def test_rally_task_passes_its_slas(testbed_up, cell, tmp_path):
     rows = migrations_of(run.json)
     assert len(rows) == 2 * 2 * 2  # round trips x VMs x directions
     assert all(r["outcome"] == "completed" for r in rows)
-    assert all(r["network_downtime_ms"] >= r["hypervisor_downtime_ms"] for r in rows)
+    uncovered = [r for r in rows if not network_covers_pause(
+        r["network_downtime_ms"], r["resolution_ms"], r["hypervisor_downtime_ms"])]
+    assert not uncovered, uncovered
     record(f"rally_{cell}", {"uuid": run.uuid, "html": str(run.html), "json": str(run.json)})
 
 

@@ -5,7 +5,13 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1 import token_endpoint
 
 from rally_lm.clients.nova import NovaAdapter, make_client
-from rally_lm.migration.driver import MAX_REQUESTS_PER_SECOND, MigrationDriver, MigrationPolicy
+from rally_lm.migration.driver import (
+    MAX_REQUESTS_PER_SECOND,
+    MigrationDriver,
+    MigrationPolicy,
+    MigrationRecord,
+    reconcile_with_hypervisor,
+)
 from tests.fakes.fake_nova import FakeClock, FakeNova, Plan
 
 
@@ -147,3 +153,39 @@ def test_adapter_reports_microversion_and_hosts(cloud):
     _nova, adapter, _clock = cloud
     assert adapter.max_microversion() == "2.93"
     assert {s["host"] for s in adapter.compute_services()} == {"hv1", "hv2"}
+
+
+def failed_record(**fields):
+    values = dict(server_id="s1", vm="vm0", direction="out", source="hv1", target="hv2",
+                  outcome="error", final_host="hv1", nova_status="error")
+    values.update(fields)
+    return MigrationRecord(**values)
+
+
+def test_libvirt_running_the_guest_elsewhere_makes_nova_stale():
+    record = failed_record()
+    reconcile_with_hypervisor(record, {"hv1": "absent", "hv2": "running"})
+    assert record.outcome == "stale_status" and record.running_on == "hv2"
+    assert "Nova says the server is on hv1" in record.error and "runs it on hv2" in record.error
+
+
+def test_libvirt_agreeing_with_nova_keeps_the_class():
+    record = failed_record()
+    reconcile_with_hypervisor(record, {"hv1": "running", "hv2": "unknown: connection refused"})
+    assert record.outcome == "error" and record.running_on == "hv1"
+    assert record.libvirt_states["hv2"].startswith("unknown")
+
+
+def test_guest_running_nowhere_is_lost_but_only_when_every_host_answered():
+    record = failed_record(outcome="completed", final_host="hv2", nova_status="completed")
+    reconcile_with_hypervisor(record, {"hv1": "absent", "hv2": "shut off"})
+    assert record.outcome == "lost" and record.running_on is None
+    unsure = failed_record(outcome="completed", final_host="hv2", nova_status="completed")
+    reconcile_with_hypervisor(unsure, {"hv1": "absent", "hv2": "unknown: timeout"})
+    assert unsure.outcome == "completed"
+
+
+def test_guest_running_on_both_hosts_is_flagged():
+    record = failed_record(outcome="completed", final_host="hv2", nova_status="completed")
+    reconcile_with_hypervisor(record, {"hv1": "paused", "hv2": "running"})
+    assert record.outcome == "stale_status" and "hv1 and hv2" in record.error
