@@ -195,11 +195,25 @@ def ensure_network() -> dict:
     return {"network": network["id"]}
 
 
+def leftovers(prefix: str = "rally-lm-") -> dict:
+    """Servers, security groups and keypairs named like a Rally task's, in any project."""
+    sess = admin_session()
+    servers = _get(sess, "compute", "/servers?all_tenants=1")["servers"]
+    groups = _get(sess, "network", "/v2.0/security-groups")["security_groups"]
+    keypairs = _get(sess, "compute", "/os-keypairs")["keypairs"]
+    return {"servers": sorted(s["name"] for s in servers if s["name"].startswith(prefix)),
+            "security_groups": sorted(g["name"] for g in groups
+                                      if g["name"].startswith(prefix)),
+            "keypairs": sorted(k["keypair"]["name"] for k in keypairs
+                               if k["keypair"]["name"].startswith(prefix))}
+
+
 def main(argv: list[str]) -> int:
     step, *args = argv
     steps = {"register": register_services, "wait-computes": wait_computes,
              "wait-hypervisors": wait_hypervisors, "flavors": ensure_flavors,
-             "images": ensure_images, "network": ensure_network}
+             "images": ensure_images, "network": ensure_network,
+             "leftovers": leftovers}
     print(json.dumps(steps[step](*args)))
     return 0
 

@@ -14,7 +14,7 @@ import time
 from rally_lm.clients.nova import NovaAdapter, make_client
 from rally_lm.migration.driver import MigrationDriver, MigrationPolicy
 from rally_lm.migration.evacuation import Evacuation, ProbeSettings, WorkloadVM
-from rally_lm.probes.downtime import DowntimeProbe
+from rally_lm.probes import readiness
 from rally_lm.task.contexts.nova.lm_workload import agent_user_data
 from rally_lm_testbed import bootstrap, layout
 
@@ -41,13 +41,10 @@ def boot_guest(nova: NovaAdapter, name: str) -> WorkloadVM:
         time.sleep(1)
     vm = WorkloadVM(id=server_id, name=name, ip=server["addresses"][0],
                     instance_name=server["instance_name"])
-    while time.monotonic() < deadline:
-        probe = DowntimeProbe([vm.ip], interval=0.2, protocol="udp", udp_port=7,
-                              reply_timeout=0.5).start()
-        time.sleep(1)
-        if probe.stop()[0].replies:
-            return vm
-    raise RuntimeError(f"guest agent at {vm.ip} never answered")
+    if readiness.wait_until_answering([vm.ip], AGENT["udp_echo_port"],
+                                      max(deadline - time.monotonic(), 1.0)):
+        raise RuntimeError(f"guest agent at {vm.ip} never answered")
+    return vm
 
 
 def main() -> int:
@@ -59,10 +56,7 @@ def main() -> int:
                                 ProbeSettings(interval=0.01), pause=1.0,
                                 hypervisor_uris=hypervisor_uris())
         trip = evacuation.round_trip()
-        after = DowntimeProbe([vm.ip], interval=0.05, protocol="udp", udp_port=7,
-                              reply_timeout=0.5).start()
-        time.sleep(1)
-        answering = after.stop()[0].replies > 0
+        answering = vm.ip in readiness.answering([vm.ip], AGENT["udp_echo_port"])
         print(json.dumps({
             "records": [{k: v for k, v in r.to_dict().items() if k != "progress"}
                         for r in trip.records],

@@ -41,12 +41,16 @@ def _rally_bin() -> str:
     return str(beside) if beside.exists() else (shutil.which("rally") or "rally")
 
 
-def rally(*args: str, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:
+def _rally_argv(*args: str) -> tuple[list[str], dict]:
     conf = RALLY_HOME / "rally.conf"
     env = {**os.environ, "HOME": str(RALLY_HOME), **testbed.credentials()}
-    proc = subprocess.run(["ip", "netns", "exec", layout.PROBE, _rally_bin(),
-                           "--config-file", str(conf), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return ["ip", "netns", "exec", layout.PROBE, _rally_bin(), "--config-file", str(conf),
+            *args], env
+
+
+def rally(*args: str, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:
+    argv, env = _rally_argv(*args)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise RuntimeError(f"rally {' '.join(args)} failed ({proc.returncode}):\n"
                            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -67,21 +71,37 @@ def ensure_env() -> None:
     rally("env", "use", name)
 
 
+def _task_start_argv(template: Path, args_file: Path, extra_args: str | None) -> list[str]:
+    argv = ["task", "start", str(template), "--task-args-file", str(args_file)]
+    return argv + ["--task-args", extra_args] if extra_args else argv
+
+
 def run_task(template: Path, args_file: Path, out_dir: Path,
              extra_args: str | None = None) -> TaskRun:
     """``rally task start``; then the static HTML and JSON reports of that task."""
     ensure_env()
+    proc = rally(*_task_start_argv(template, args_file, extra_args), check=False)
+    return collect(proc.stdout + proc.stderr, proc.returncode, args_file, out_dir)
+
+
+def start_task(template: Path, args_file: Path,
+               extra_args: str | None = None) -> subprocess.Popen:
+    """``rally task start`` in the background (to abort or interrupt it)."""
+    ensure_env()
+    argv, env = _rally_argv(*_task_start_argv(template, args_file, extra_args))
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+
+
+def collect(output: str, returncode: int, args_file: Path, out_dir: Path) -> TaskRun:
+    """Keep a finished ``rally task start``'s output and export its reports."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    argv = ["task", "start", str(template), "--task-args-file", str(args_file)]
-    if extra_args:
-        argv += ["--task-args", extra_args]
-    proc = rally(*argv, check=False)
     log = out_dir / f"{args_file.stem}.log"
-    log.write_text(proc.stdout + proc.stderr)
-    match = re.search(r"Task ([0-9a-f-]{36})", proc.stdout)
-    if not match or proc.returncode not in (0, 1, 2):
+    log.write_text(output)
+    match = re.search(r"Task ([0-9a-f-]{36})", output)
+    if not match or returncode not in (0, 1, 2):
         # Rejected before a run (bad input, unreachable cloud): nothing to report.
-        return TaskRun(uuid=match.group(1) if match else "", exit_code=proc.returncode or 1,
+        return TaskRun(uuid=match.group(1) if match else "", exit_code=returncode or 1,
                        html=None, json=None, log=log)
     uuid = match.group(1)
     html = out_dir / f"{args_file.stem}-{uuid[:8]}.html"
@@ -89,9 +109,14 @@ def run_task(template: Path, args_file: Path, out_dir: Path,
     # Reports from the task UUID: reports built from JSON files break on hooks.
     reported = rally("task", "report", uuid, "--html-static", "--out", str(html), check=False)
     exported = rally("task", "report", uuid, "--json", "--out", str(data), check=False)
-    return TaskRun(uuid=uuid, exit_code=proc.returncode,
+    return TaskRun(uuid=uuid, exit_code=returncode,
                    html=html if reported.returncode == 0 else None,
                    json=data if exported.returncode == 0 else None, log=log)
+
+
+def running_tasks() -> list[str]:
+    proc = rally("task", "list", "--status", "running", "--uuids-only", check=False)
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
 def sla_check(uuid: str) -> subprocess.CompletedProcess:

@@ -31,6 +31,8 @@ from typing import Any
 from rally_lm.clients.nova import FINAL_MIGRATION_STATUSES, NovaAdapter, NovaError
 
 MAX_REQUESTS_PER_SECOND = 5
+#: How often a refused abort or force-complete is asked again.
+ACTION_RETRY_SECONDS = 2.0
 OUTCOMES = ("completed", "refused", "error", "timeout_aborted", "timeout_forced",
             "stale_status", "lost")
 ON_TIMEOUT = ("abort", "force_complete", "wait")
@@ -87,6 +89,8 @@ class MigrationRecord:
     libvirt_states: dict[str, str] = dataclasses.field(default_factory=dict)
     timed_out: bool = False
     timeout_action: str | None = None
+    action_attempts: int = 0
+    action_accepted_after: float | None = None
     progress: list[dict] = dataclasses.field(default_factory=list)
     events: list[dict] = dataclasses.field(default_factory=list)
     #: Monotonic window (for the probes), not serialized as wall time.
@@ -176,9 +180,19 @@ class MigrationDriver:
     # -- phases -----------------------------------------------------------------
 
     def _wait(self, record: MigrationRecord, server_id: str, start: float) -> None:
+        """Poll until Nova ends the migration; never longer than one timeout after acting.
+
+        The timeout action is retried until Nova accepts it: Nova refuses to
+        force or abort a migration that is still ``preparing``. And Nova can
+        leave a server "migrating" for good (a destination compute that died
+        after the copy), so the wait ends one timeout after the first attempt.
+        """
         finished = MigrationFinished(self.adapter, server_id)
         polls = 0
         deadline = start + self.policy.timeout
+        pending: str | None = None
+        acted_at: float | None = None
+        next_try = 0.0
         while True:
             if finished():
                 return
@@ -187,10 +201,23 @@ class MigrationDriver:
                 self._sample_progress(record, server_id, start)
             now = self.clock()
             if now >= deadline and not record.timed_out:
-                self._on_timeout(record, server_id, start)
-            elif record.timed_out and record.timeout_action == "wait" and \
+                record.timed_out = True
+                record.timeout_action = self.policy.on_timeout
+                if self.policy.on_timeout != "wait":
+                    pending, acted_at = self.policy.on_timeout, now
+            elif acted_at is None and record.timed_out and \
                     now >= start + self.policy.timeout * self.policy.wait_limit:
-                self._act(record, server_id, start, "abort")
+                pending, acted_at = "abort", now
+            elif acted_at is not None and now >= acted_at + self.policy.timeout:
+                gave_up = (f"Nova still reports the server migrating "
+                           f"{self.policy.timeout:.0f}s after the {record.timeout_action}")
+                record.error = f"{record.error}; {gave_up}" if record.error else gave_up
+                return
+            if pending is not None and now >= next_try:
+                if self._act(record, server_id, start, pending):
+                    pending = None
+                else:
+                    next_try = now + ACTION_RETRY_SECONDS
             self.sleep(self.policy.poll_interval)
 
     def _sample_progress(self, record: MigrationRecord, server_id: str, start: float) -> None:
@@ -206,19 +233,15 @@ class MigrationDriver:
             sample["t"] = round(self.clock() - start, 3)
             record.progress.append(sample)
 
-    def _on_timeout(self, record: MigrationRecord, server_id: str, start: float) -> None:
-        record.timed_out = True
-        record.timeout_action = self.policy.on_timeout
-        if self.policy.on_timeout != "wait":
-            self._act(record, server_id, start, self.policy.on_timeout)
-
-    def _act(self, record: MigrationRecord, server_id: str, start: float, action: str) -> None:
+    def _act(self, record: MigrationRecord, server_id: str, start: float, action: str) -> bool:
+        """Ask Nova to abort or force the migration; True once it accepted."""
+        record.timeout_action = action
+        record.action_attempts += 1
         if record.migration_id is None:
             self._sample_progress(record, server_id, start)
         if record.migration_id is None:
             record.error = f"timeout: no in-progress migration to {action}"
-            return
-        record.timeout_action = action
+            return False
         try:
             if action == "abort":
                 with self.timer("nova.abort_live_migration"):
@@ -228,6 +251,10 @@ class MigrationDriver:
                     self.adapter.force_complete_migration(server_id, record.migration_id)
         except NovaError as exc:
             record.error = f"timeout: {action} failed: {exc}"
+            return False
+        record.error = None
+        record.action_accepted_after = round(self.clock() - start, 3)
+        return True
 
     def _settle(self, record: MigrationRecord, known: set[int], start: float) -> None:
         """Wait (up to the grace period) for Nova's record to agree, then classify."""

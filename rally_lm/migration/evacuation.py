@@ -133,7 +133,8 @@ class Evacuation:
                                                                    (source, target)))
         where = record.running_on or record.final_host or source
         uri = self.hypervisor_uris.get(where)
-        if uri and vm.instance_name and record.outcome not in ("refused", "lost"):
+        # libvirt keeps no downtime for a migration that did not finish.
+        if uri and vm.instance_name and record.succeeded:
             try:
                 record.measurements["hypervisor"] = hypervisor.completed_job(
                     uri, vm.instance_name)

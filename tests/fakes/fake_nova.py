@@ -42,7 +42,10 @@ class FakeClock:
 class Plan:
     """How the next live migration of a server goes (seconds of fake time)."""
 
-    result: str = "complete"  # complete|refuse_api|precheck_fail|fail|hang|stale|lost
+    #: complete|refuse_api|precheck_fail|fail|hang|stale|lost|stuck. "stuck" is a
+    #: destination compute that died: the record completes, the server stays
+    #: "migrating" on its source for good.
+    result: str = "complete"
     preparing: float = 0.5
     running: float = 2.0
     post: float = 0.5
@@ -113,6 +116,8 @@ class FakeNova:
             end_running = min(end_running, m.forced_at - m.created + 0.5)
         if p.result == "hang" and m.forced_at is None:
             return "running", False
+        if p.result == "stuck" and t >= end_running:
+            return "completed", False
         if t < end_running:
             return "running", False
         if p.result == "fail":
@@ -137,7 +142,7 @@ class FakeNova:
             if not over:
                 task_state = "migrating"
             moved = phase in ("post-migrating", "completed") or (over and phase == "completed")
-            if m.plan.result == "stale":
+            if m.plan.result in ("stale", "stuck"):
                 moved = False
             if moved:
                 host = m.dest
@@ -262,9 +267,13 @@ class FakeNova:
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)/migrations/(\d+)/action",
                                      self.path):
                     mig = next(x for x in fake.migrations if x.id == int(m.group(2)))
-                    if fake._phase(mig)[0] != "running":
-                        return self._send(409, {"conflictingRequest": {
-                            "message": "not in running state"}})
+                    state = fake._phase(mig)[0]
+                    if state != "running":
+                        # nova.exception.InvalidMigrationState, as HTTP 400
+                        return self._send(400, {"badRequest": {"message": (
+                            f"Migration {mig.id} state of instance {mig.server_id} is "
+                            f"{state}. Cannot force complete while the migration is in "
+                            "this state.")}})
                     mig.forced_at = fake.clock()
                     return self._send(202)
                 return self._send(404, {"itemNotFound": {"message": "no route"}})
@@ -273,6 +282,13 @@ class FakeNova:
                 fake.requests.append((fake.clock(), "DELETE", self.path))
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)/migrations/(\d+)", self.path):
                     mig = next(x for x in fake.migrations if x.id == int(m.group(2)))
+                    state = fake._phase(mig)[0]
+                    if state not in ("running", "queued", "preparing"):
+                        # nova.exception.InvalidMigrationState, as HTTP 400
+                        return self._send(400, {"badRequest": {"message": (
+                            f"Migration {mig.id} state of instance {mig.server_id} is "
+                            f"{state}. Cannot abort live migration while the migration "
+                            "is in this state.")}})
                     mig.aborted_at = fake.clock()
                     return self._send(202)
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)", self.path):

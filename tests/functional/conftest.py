@@ -78,10 +78,14 @@ class PairedHosts:
         assert "echo on" in proc.stdout.readline()
         self.processes.append(proc)
 
-    def probe(self, *args: str) -> subprocess.Popen:
+    def probe(self, *args: str, without_net_raw: bool = False) -> subprocess.Popen:
+        # Dropping CAP_NET_RAW from the bounding set makes even root a user who
+        # may not open raw sockets (and keeps the venv readable, unlike nobody).
+        drop = ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw"] \
+            if without_net_raw else []
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.probe_ns, sys.executable, "-m", "rally_lm.cli.main",
-             "probe", *args],
+            ["ip", "netns", "exec", self.probe_ns, *drop, sys.executable, "-m",
+             "rally_lm.cli.main", "probe", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.processes.append(proc)

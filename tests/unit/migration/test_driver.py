@@ -103,6 +103,19 @@ def test_timeout_policies(cloud, action, outcome, host, status):
     assert record.final_host == host and record.nova_status == status
 
 
+def test_timeout_action_refused_while_preparing_is_retried_until_accepted(cloud):
+    # Nova will not force (or, before 2.65, abort) a migration still "preparing".
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="hang", preparing=15.0))
+    record = driver(adapter, clock, timeout=10.0, on_timeout="force_complete").migrate(
+        server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "timeout_forced", record.error
+    assert record.action_attempts >= 3
+    assert 15.0 <= record.action_accepted_after <= 17.5
+    assert record.error is None
+
+
 def test_wait_policy_gives_up_after_its_limit(cloud):
     nova, adapter, clock = cloud
     server = nova.add_server("vm0")
@@ -112,6 +125,19 @@ def test_wait_policy_gives_up_after_its_limit(cloud):
     assert record.timeout_action == "abort"
     assert record.outcome == "timeout_aborted"
     assert 15.0 <= record.duration <= 17.0
+
+
+def test_migration_nova_never_finishes_ends_one_timeout_after_the_abort(cloud):
+    # The destination compute died: Nova's record says completed, the server
+    # stays "migrating" forever and the abort is refused. The run must go on.
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="stuck"))
+    record = driver(adapter, clock, timeout=10.0, status_grace=5.0).migrate(
+        server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "stale_status"
+    assert 20.0 <= record.duration <= 21.0
+    assert "abort failed" in record.error and "still reports" in record.error
 
 
 def test_record_lagging_the_server_within_grace_is_still_completed(cloud):

@@ -9,7 +9,7 @@ from rally.common import logging
 from rally.task import context
 
 from rally_lm.clients.nova import MICROVERSION, NovaAdapter, NovaError
-from rally_lm.probes.downtime import DowntimeProbe
+from rally_lm.probes import readiness
 
 LOG = logging.getLogger(__name__)
 
@@ -162,21 +162,13 @@ class LiveMigrationWorkload(context.Context):
 
     @staticmethod
     def _wait_answering(servers: list[dict], agent: dict, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        waiting = {s["ip"]: s for s in servers}
-        while waiting:
-            probe = DowntimeProbe(list(waiting), interval=0.2, protocol="udp",
-                                  udp_port=agent["udp_echo_port"], reply_timeout=0.5)
-            probe.start()
-            time.sleep(1.0)
-            for timeline in probe.stop():
-                if timeline.replies:
-                    waiting.pop(timeline.target)
-            if waiting and time.monotonic() > deadline:
-                names = ", ".join(s["name"] for s in waiting.values())
-                raise TimeoutError(f"workload agent of {names} did not answer UDP echo on port "
-                                   f"{agent['udp_echo_port']} within {timeout:.0f}s: is the "
-                                   "network reachable from where Rally runs?")
+        silent = readiness.wait_until_answering([s["ip"] for s in servers],
+                                                agent["udp_echo_port"], timeout)
+        if silent:
+            names = ", ".join(s["name"] for s in servers if s["ip"] in silent)
+            raise TimeoutError(f"workload agent of {names} did not answer UDP echo on port "
+                               f"{agent['udp_echo_port']} within {timeout:.0f}s: is the "
+                               "network reachable from where Rally runs?")
 
     def cleanup(self) -> None:
         workload = self.context.get("lm_workload") or {}
