@@ -17,6 +17,7 @@ one pinned microversion, and comes back as plain dicts. Why 2.80:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MICROVERSION = "2.80"
@@ -173,11 +174,22 @@ class NovaAdapter:
         for event in _field(detail, "events") or []:
             entry = {k: event.get(k) for k in ("event", "start_time", "finish_time", "result",
                                                 "host")}
-            # Admins see the traceback; its last line is the reason (e.g. libvirt's).
-            lines = (event.get("traceback") or "").strip().splitlines()
-            entry["reason"] = lines[-1].strip() if lines else None
+            entry["reason"] = exception_line(event.get("traceback"))
             events.append(entry)
         return events
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*: \S")
+
+
+def exception_line(traceback: str | None) -> str | None:
+    """The last "module.Exception: message" line of an event's traceback (admins see it).
+
+    Before microversion 2.84 there is no ``details`` field, and a remote
+    exception's traceback may end in a code line ("raise result") instead.
+    """
+    lines = (traceback or "").splitlines()
+    return next((line.strip() for line in reversed(lines) if _EXCEPTION_LINE.match(line)), None)
 
 
 def make_client(session: Any, region: str | None = None) -> Any:

@@ -183,23 +183,27 @@ class MigrationDriver:
         """Poll until Nova ends the migration; never longer than one timeout after acting.
 
         The timeout action is retried until Nova accepts it: Nova refuses to
-        force or abort a migration that is still ``preparing``. And Nova can
-        leave a server "migrating" for good (a destination compute that died
-        after the copy), so the wait ends one timeout after the first attempt.
+        force or abort a migration that is still ``preparing``. A forced
+        migration may copy for long after that, so the wait goes on while
+        Nova's progress moves; but Nova can also leave a server "migrating"
+        for good (a destination compute that died after the copy), so it ends
+        once neither the action nor any progress is newer than one timeout.
         """
         finished = MigrationFinished(self.adapter, server_id)
         polls = 0
         deadline = start + self.policy.timeout
         pending: str | None = None
         acted_at: float | None = None
+        moved_at = start
         next_try = 0.0
         while True:
             if finished():
                 return
             polls += 1
-            if polls % self.policy.progress_every == 0:
-                self._sample_progress(record, server_id, start)
             now = self.clock()
+            if polls % self.policy.progress_every == 0 and \
+                    self._sample_progress(record, server_id, start):
+                moved_at = now
             if now >= deadline and not record.timed_out:
                 record.timed_out = True
                 record.timeout_action = self.policy.on_timeout
@@ -208,8 +212,8 @@ class MigrationDriver:
             elif acted_at is None and record.timed_out and \
                     now >= start + self.policy.timeout * self.policy.wait_limit:
                 pending, acted_at = "abort", now
-            elif acted_at is not None and now >= acted_at + self.policy.timeout:
-                gave_up = (f"Nova still reports the server migrating "
+            elif acted_at is not None and now >= max(acted_at, moved_at) + self.policy.timeout:
+                gave_up = (f"Nova still reports the server migrating, without progress, "
                            f"{self.policy.timeout:.0f}s after the {record.timeout_action}")
                 record.error = f"{record.error}; {gave_up}" if record.error else gave_up
                 return
@@ -220,11 +224,14 @@ class MigrationDriver:
                     next_try = now + ACTION_RETRY_SECONDS
             self.sleep(self.policy.poll_interval)
 
-    def _sample_progress(self, record: MigrationRecord, server_id: str, start: float) -> None:
+    def _sample_progress(self, record: MigrationRecord, server_id: str, start: float) -> bool:
+        """Append Nova's in-progress view; True if it changed since the last sample."""
         try:
             running = self.adapter.migration_progress(server_id)
         except NovaError:
-            return
+            return False
+        before = {k: v for k, v in record.progress[-1].items() if k != "t"} \
+            if record.progress else None
         for migration in running:
             record.migration_id = migration["id"]
             record.migration_uuid = migration["uuid"]
@@ -232,6 +239,9 @@ class MigrationDriver:
                       if k.endswith("_bytes") or k == "status"}
             sample["t"] = round(self.clock() - start, 3)
             record.progress.append(sample)
+        after = {k: v for k, v in record.progress[-1].items() if k != "t"} \
+            if record.progress else None
+        return after != before
 
     def _act(self, record: MigrationRecord, server_id: str, start: float, action: str) -> bool:
         """Ask Nova to abort or force the migration; True once it accepted."""
@@ -282,6 +292,23 @@ class MigrationDriver:
         record.outcome, reason = classify(record, migration, server)
         if reason and not record.error:
             record.error = reason
+        if record.outcome == "refused":
+            health = self._target_health(record.target)
+            if health:
+                record.error = f"{record.error}; {health}" if record.error else health
+
+    def _target_health(self, target: str) -> str | None:
+        """Why the target may have refused: its nova-compute down or disabled."""
+        try:
+            services = self.adapter.compute_services()
+        except NovaError:
+            return None
+        for service in services:
+            if service["host"] == target and (service["state"] != "up"
+                                              or service["status"] != "enabled"):
+                why = f" ({service['disabled_reason']})" if service["disabled_reason"] else ""
+                return f"nova-compute on {target} is {service['state']}/{service['status']}{why}"
+        return None
 
     def _own_record(self, record: MigrationRecord, known: set[int]) -> dict | None:
         """This migration's record: the one that did not exist before the call."""
@@ -351,13 +378,18 @@ def classify(record: MigrationRecord, migration: dict | None,
 def reconcile_with_hypervisor(record: MigrationRecord, states: dict[str, str]) -> None:
     """Check Nova's answer against what libvirt runs where; Nova may lag or be wrong.
 
-    ``states`` maps host -> libvirt domain state ("running", "paused", "absent",
-    "unknown: ..."). A guest that libvirt runs somewhere other than where Nova
-    says is ``stale_status``; one that runs nowhere while every host answered is
-    ``lost``. Hosts that could not be asked decide nothing.
+    ``states`` maps host -> libvirt domain state and reason ("running (booted)",
+    "paused (migration)", "absent", "unknown: ..."). A guest that libvirt runs
+    somewhere other than where Nova says is ``stale_status``; one that runs
+    nowhere while every host answered is ``lost``. A domain paused for a
+    migration is in transit (an aborted migration's incoming shell lingers on
+    the destination until libvirt tears it down), not running there. Hosts
+    that could not be asked decide nothing.
     """
     record.libvirt_states = dict(states)
-    alive = [h for h, state in states.items() if state in ("running", "paused")]
+    in_transit = [h for h, state in states.items() if state == "paused (migration)"]
+    alive = [h for h, state in states.items()
+             if state.split(" ")[0] in ("running", "paused") and h not in in_transit]
     if len(alive) == 1:
         record.running_on = alive[0]
     if record.outcome in ("refused", "lost") and not alive:
@@ -370,7 +402,8 @@ def reconcile_with_hypervisor(record: MigrationRecord, states: dict[str, str]) -
         record.error = (f"Nova says the server is on {record.final_host} "
                         f"({record.nova_status or 'no record'}), libvirt runs it on "
                         f"{record.running_on}")
-    elif not alive and all(not s.startswith("unknown") for s in states.values()) and states:
+    elif not alive and not in_transit and states and \
+            all(not s.startswith("unknown") for s in states.values()):
         record.outcome = "lost"
         record.error = ("libvirt runs the guest on none of "
                         + ", ".join(f"{h} ({s})" for h, s in states.items()))

@@ -64,11 +64,15 @@ def completed_job(uri: str, instance_name: str, timeout: float = 20.0) -> dict[s
 
 
 def domain_state(uri: str, instance_name: str, timeout: float = 20.0) -> str | None:
-    """libvirt's state of a domain on one host ("running", "paused", ...), None if absent."""
+    """libvirt's state and reason, e.g. "running (migrated)", "paused (migration)".
+
+    None if the host has no such domain. A destination's incoming domain is
+    "paused (migration)" until the guest resumes there.
+    """
     virsh = shutil.which("virsh")
     if virsh is None:
         raise HypervisorStatsError("virsh is not installed (libvirt-clients)")
-    proc = subprocess.run([virsh, "-c", uri, "domstate", instance_name],
+    proc = subprocess.run([virsh, "-c", uri, "domstate", instance_name, "--reason"],
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode == 0:
         return proc.stdout.strip() or None

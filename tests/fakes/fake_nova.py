@@ -50,6 +50,7 @@ class Plan:
     running: float = 2.0
     post: float = 0.5
     record_lag: float = 0.0  # the record reaches "completed" this much after the server
+    forced_copy: float = 0.5  # the paused guest's copy lasts this long after a force
     reason: str = "libvirt.libvirtError: Unsafe migration: Migration without shared storage"
 
 
@@ -113,7 +114,7 @@ class FakeNova:
             return "cancelled", True
         end_running = p.preparing + p.running
         if m.forced_at is not None:
-            end_running = min(end_running, m.forced_at - m.created + 0.5)
+            end_running = min(end_running, m.forced_at - m.created + p.forced_copy)
         if p.result == "hang" and m.forced_at is None:
             return "running", False
         if p.result == "stuck" and t >= end_running:

@@ -132,7 +132,8 @@ def migrations_of(report: Path) -> list[dict]:
 
     data = json.loads(report.read_text())
     workload = data["tasks"][0]["subtasks"][0]["workloads"][0]
-    return [m for it in workload["data"] for m in migrations_from_output(it["output"])]
+    return [{**m, "round_trip": index} for index, it in enumerate(workload["data"])
+            for m in migrations_from_output(it["output"])]
 
 
 @pytest.mark.parametrize("cell", ["testbed-local-off", "testbed-shared-off"])

@@ -4,7 +4,7 @@ import pytest
 from keystoneauth1 import session as ks_session
 from keystoneauth1 import token_endpoint
 
-from rally_lm.clients.nova import NovaAdapter, make_client
+from rally_lm.clients.nova import NovaAdapter, exception_line, make_client
 from rally_lm.migration.driver import (
     MAX_REQUESTS_PER_SECOND,
     MigrationDriver,
@@ -116,6 +116,18 @@ def test_timeout_action_refused_while_preparing_is_retried_until_accepted(cloud)
     assert record.error is None
 
 
+def test_forced_migration_still_copying_is_waited_for(cloud):
+    # After the force the paused guest's memory is still being copied, for
+    # longer than a timeout: Nova's progress moves, so the driver keeps waiting.
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="hang", running=100.0, forced_copy=30.0))
+    record = driver(adapter, clock, timeout=10.0, on_timeout="force_complete").migrate(
+        server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "timeout_forced" and record.error is None
+    assert 40.0 <= record.duration <= 42.0
+
+
 def test_wait_policy_gives_up_after_its_limit(cloud):
     nova, adapter, clock = cloud
     server = nova.add_server("vm0")
@@ -211,7 +223,42 @@ def test_guest_running_nowhere_is_lost_but_only_when_every_host_answered():
     assert unsure.outcome == "completed"
 
 
+def test_an_incoming_shell_left_on_the_target_is_not_the_guest():
+    record = failed_record(outcome="timeout_aborted")
+    reconcile_with_hypervisor(record, {"hv1": "running (migration canceled)",
+                                       "hv2": "paused (migration)"})
+    assert record.outcome == "timeout_aborted" and record.running_on == "hv1"
+    in_transit = failed_record(outcome="error")
+    reconcile_with_hypervisor(in_transit, {"hv1": "absent", "hv2": "paused (migration)"})
+    assert in_transit.outcome == "error" and in_transit.running_on is None
+
+
 def test_guest_running_on_both_hosts_is_flagged():
     record = failed_record(outcome="completed", final_host="hv2", nova_status="completed")
     reconcile_with_hypervisor(record, {"hv1": "paused", "hv2": "running"})
     assert record.outcome == "stale_status" and "hv1 and hv2" in record.error
+
+
+def test_refusal_names_a_disabled_target_compute(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.hosts["hv2"].update(status="disabled",
+                             disabled_reason="Connection to libvirt lost: 1")
+    nova.plan(server, Plan(result="precheck_fail"))
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "refused"
+    assert record.error.endswith(
+        "nova-compute on hv2 is up/disabled (Connection to libvirt lost: 1)")
+
+
+@pytest.mark.parametrize("traceback, reason", [
+    ('Traceback (most recent call last):\n  File "x.py", line 1, in f\n    raise result\n'
+     "nova.exception_Remote.NoValidHost_Remote: No valid host was found.\n",
+     "nova.exception_Remote.NoValidHost_Remote: No valid host was found."),
+    # Before 2.84 a remote failure's traceback may stop at the code line.
+    ('Traceback (most recent call last):\n  File "x.py", line 1, in f\n    raise result\n',
+     None),
+    (None, None),
+])
+def test_event_reason_is_the_exception_line(traceback, reason):
+    assert exception_line(traceback) == reason
