@@ -8,6 +8,7 @@ from __future__ import annotations
 from rally.common import validation
 
 from rally_lm.clients.nova import MICROVERSION, MIN_MICROVERSION, NovaAdapter, NovaError
+from rally_lm.export.influx import ExportConfigError, InfluxSettings
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
@@ -98,3 +99,21 @@ class WorkloadResourcesValidator(validation.Validator):
             neutron.list_networks(id=workload["network"])["networks"]
         if not networks:
             self.fail(f"network {workload['network']!r} does not exist (openstack network list)")
+
+
+@validation.configure(name="lm_influx")
+class InfluxSettingsValidator(validation.Validator):
+    """The scenario's ``influx`` settings are usable (checked before any VM boots)."""
+
+    def __init__(self, param_name: str = "influx") -> None:
+        super().__init__()
+        self.param_name = param_name
+
+    def validate(self, context, config, plugin_cls, plugin_cfg):
+        settings = config.get("args", {}).get(self.param_name)
+        if not settings:
+            return
+        try:
+            InfluxSettings.from_config(settings)
+        except ExportConfigError as exc:
+            self.fail(f"{self.param_name}: {exc}")

@@ -74,6 +74,10 @@ class FakeNova:
         self.hosts = {h: {"state": "up", "status": "enabled", "disabled_reason": None}
                       for h in hosts}
         self.servers: dict[str, dict] = {}
+        self.flavors = [{"id": "1", "name": "lm.small", "ram": 4096, "vcpus": 2, "disk": 40,
+                         "OS-FLV-EXT-DATA:ephemeral": 0, "swap": "", "rxtx_factor": 1.0,
+                         "os-flavor-access:is_public": True, "description": None,
+                         "extra_specs": {}, "links": []}]
         self.migrations: list[Migration] = []
         self.plans: dict[str, list[Plan]] = {}
         self.requests: list[tuple[float, str, str]] = []
@@ -229,6 +233,8 @@ class FakeNova:
                         {"id": i, "binary": "nova-compute", "host": h, "zone": "nova",
                          **s}
                         for i, (h, s) in enumerate(fake.hosts.items())]})
+                if path == "/v2.1/flavors/detail":
+                    return self._send(200, {"flavors": fake.flavors})
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)", path):
                     view = fake._server_view(m.group(1))
                     return self._send(200, {"server": view}) if view else self._send(

@@ -19,7 +19,8 @@ INFLUX_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "url": {"type": "string", "description": "e.g. http://influx:8086"},
+        "url": {"type": "string", "pattern": "^https?://[^/\\s]+(/\\S*)?$",
+                "description": "e.g. http://influx:8086"},
         "org": {"type": "string"},
         "bucket": {"type": "string"},
         "token_env": {"type": "string",

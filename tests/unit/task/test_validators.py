@@ -1,5 +1,7 @@
 """Validators reject bad input before anything is created (against FakeNova)."""
 
+import re
+
 import pytest
 from keystoneauth1 import session as ks_session
 from keystoneauth1 import token_endpoint
@@ -71,3 +73,98 @@ def test_unreachable_nova_is_reported():
     with pytest.raises(validation.ValidationError, match="cannot ask Nova"):
         LiveMigrationHostsValidator().validate(
             context, {"args": {"source_host": "hv1", "target_host": "hv2"}}, None, None)
+
+
+class FakeGlance:
+    """Only what the validator calls: images.list(filters=...)."""
+
+    def __init__(self, images):
+        self.images = self
+        self._images = images
+
+    def list(self, filters=None):
+        name = (filters or {}).get("name")
+        return [i for i in self._images if name is None or i["name"] == name]
+
+
+class FakeNeutron:
+    """Only what the validator calls: list_networks(name=... | id=...)."""
+
+    def __init__(self, networks):
+        self._networks = networks
+
+    def list_networks(self, **query):
+        return {"networks": [n for n in self._networks
+                             if all(n.get(k) == v for k, v in query.items())]}
+
+
+class FakeResourceCredential(FakeCredential):
+    def glance(self, version):
+        return FakeGlance([{"id": "img-1", "name": "rally-lm-guest"}])
+
+    def neutron(self):
+        return FakeNeutron([{"id": "net-1", "name": "lm-tenant"}])
+
+
+WORKLOAD = {"source_host": "hv1", "flavor": "lm.small", "image": "rally-lm-guest",
+            "network": "lm-tenant"}
+
+
+def check_resources(nova, workload):
+    from rally_lm.task.validators import WorkloadResourcesValidator
+
+    context = {"admin": {"credential": FakeResourceCredential(nova.url)}}
+    config = {"contexts": {"lm_workload": workload}} if workload is not None else {}
+    WorkloadResourcesValidator().validate(context, config, None, None)
+
+
+def test_existing_workload_resources_pass(nova):
+    check_resources(nova, WORKLOAD)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"flavor": "lm.huge"}, "flavor 'lm.huge' does not exist"),
+    ({"image": "cirros"}, "image 'cirros' does not exist"),
+    ({"network": "public"}, "network 'public' does not exist"),
+])
+def test_unknown_workload_resources_are_rejected(nova, change, message):
+    with pytest.raises(validation.ValidationError, match=message):
+        check_resources(nova, {**WORKLOAD, **change})
+
+
+def test_scenario_without_the_workload_context_is_rejected(nova):
+    with pytest.raises(validation.ValidationError, match="needs the 'lm_workload' context"):
+        check_resources(nova, None)
+
+
+@pytest.mark.parametrize("influx, message", [
+    ({"url": "influx:8086"}, "is not an http(s) URL with a host"),
+    ({"url": "ftp://influx"}, "is not an http(s) URL with a host"),
+    ({"url": "http://"}, "is not an http(s) URL with a host"),
+])
+def test_malformed_influx_url_is_rejected_before_a_run(influx, message, monkeypatch):
+    from rally_lm.task.validators import InfluxSettingsValidator
+
+    monkeypatch.delenv("INFLUX_URL", raising=False)
+    with pytest.raises(validation.ValidationError, match=f"influx: .*{re.escape(message)}"):
+        InfluxSettingsValidator().validate(None, {"args": {"influx": influx}}, None, None)
+
+
+def test_good_influx_settings_and_none_pass():
+    from rally_lm.task.validators import InfluxSettingsValidator
+
+    for args in ({"influx": {"url": "http://127.0.0.1:8086", "org": "o"}}, {}):
+        InfluxSettingsValidator().validate(None, {"args": args}, None, None)
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("http://influx:8086", True), ("https://influx.example/api", True),
+    ("influx:8086", False), ("http://", False), ("http://a b", False),
+])
+def test_hook_influx_url_pattern(url, ok):
+    import jsonschema
+
+    from rally_lm.task.hooks.vm_metrics import INFLUX_SCHEMA
+
+    valid = jsonschema.Draft7Validator(INFLUX_SCHEMA).is_valid({"url": url})
+    assert valid is ok

@@ -87,6 +87,9 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
 @validation.add("number", param_name="probe_interval", minval=0.001, maxval=1.0, nullable=True)
 @validation.add("enum", param_name="on_timeout", values=["abort", "force_complete", "wait"],
                 missed=True)
+@validation.add("number", param_name="status_grace", minval=0, nullable=True)
+@validation.add("number", param_name="pause_between_directions", minval=0, nullable=True)
+@validation.add("lm_influx")
 @scenario.configure(name="LiveMigration.evacuate_host", platform="openstack")
 class EvacuateHost(_LiveMigrationBase):
 
