@@ -37,6 +37,19 @@ def root_with_netns():
     netns.delete_netns_with_prefix(PREFIX)
 
 
+@pytest.fixture(scope="session")
+def testbed_session(root_with_netns):
+    """The embedded testbed, built from nothing once per session and torn down at its end."""
+    from rally_lm_testbed import testbed
+
+    require(shutil.which("libvirtd") is not None and shutil.which("nova-compute") is not None,
+            "testbed packages missing: run tools/install-system-deps.sh")
+    testbed.down(quiet=True)
+    elapsed = testbed.up()
+    yield elapsed
+    testbed.down(quiet=True)
+
+
 class PairedHosts:
     """Two namespaces joined by a veth pair: ``probe`` 10.231.7.1, ``target`` .2.
 

@@ -2,7 +2,7 @@
 
 One module, in order: up from nothing, up again, a live migration in each
 storage x tunnelling mode, Rally tasks with their SLAs, then down and up
-again. The module always ends with the testbed down.
+again. The session (see conftest) ends with the testbed down.
 """
 
 import json
@@ -33,14 +33,9 @@ def record(name: str, data: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def testbed_up(root_with_netns):
-    require(shutil.which("libvirtd") is not None and shutil.which("nova-compute") is not None,
-            "testbed packages missing: run tools/install-system-deps.sh")
-    testbed.down(quiet=True)
-    elapsed = testbed.up()
-    record("up_from_nothing", {"seconds": round(elapsed, 1)})
-    yield elapsed
-    testbed.down(quiet=True)
+def testbed_up(testbed_session):
+    record("up_from_nothing", {"seconds": round(testbed_session, 1)})
+    return testbed_session
 
 
 def all_daemons() -> list[str]:

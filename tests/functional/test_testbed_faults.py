@@ -28,12 +28,11 @@ HV1, HV2 = layout.COMPUTES
 
 
 @pytest.fixture(scope="module")
-def faulty_testbed(root_with_netns):
-    testbed.up()
+def faulty_testbed(testbed_session):
+    testbed.up()  # a no-op unless an earlier test left it down
     testbed.set_mode("shared", "off")
     yield
     faults.repair_all()
-    testbed.down(quiet=True)
 
 
 @pytest.fixture(autouse=True)
@@ -161,18 +160,22 @@ def test_non_converging_migration_is_forced_to_complete_at_the_timeout():
 
 
 def test_destination_libvirtd_killed_mid_migration():
-    # The copy fails at once. Nova disables hv2 until its nova-compute
-    # reconnects to the restarted libvirtd (on its next call, up to a minute
-    # later), so vm1's first migration may be refused, saying why; the second
-    # round trip must find the cloud healed.
+    # The copy fails at once. Nova disables hv2 ("AUTO: Connection to libvirt
+    # lost") until its nova-compute reconnects, which it does lazily, so the
+    # operator's repair is: restart libvirtd, then nova-compute, and wait for
+    # Nova to list hv2 up and enabled. vm1's first migration may come before
+    # that and be refused, saying why; the second round trip must find the
+    # cloud healed.
     def repair():
-        faults.restart_libvirtd(HV2)
         faults.unslow_link(HV2)
+        faults.restart_libvirtd(HV2)
+        faults.restart_nova_compute(HV2)
+        testbed.bootstrap("wait-computes")
 
     injector = Injector(lambda _d: faults.crash("hv2-libvirtd"), repair)
     faults.slow_link(HV2, 16)
     rows, _uuid = run_faulty_task("dest_libvirtd_killed", injector, migration_timeout=120,
-                              round_trips=2)
+                                  round_trips=2, pause_between_directions=15)
     first, second = by_vm(rows, 0), by_vm(rows, 1)
     broken = first[("vm0", "out")]
     assert broken["outcome"] == "error", broken
@@ -182,7 +185,7 @@ def test_destination_libvirtd_killed_mid_migration():
     assert other["outcome"] == "completed" or (
         other["outcome"] == "refused" and "nova-compute on hv2 is up/disabled" in other["error"]
     ), other
-    assert len(second) == 4 and all(r["outcome"] == "completed" for r in second.values())
+    assert len(second) == 4 and all(r["outcome"] == "completed" for r in second.values()), second
     assert_nothing_left()
 
 
