@@ -80,6 +80,12 @@ def domains(host: Host) -> list[str]:
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
+def domain_state(host: Host, domain: str) -> str:
+    """libvirt's "state (reason)" of a domain on ``host``, "" if it has none."""
+    proc = compute.virsh(host, "domstate", domain, "--reason", check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
 def job_active(host: Host, domain: str) -> bool:
     """Whether libvirt on ``host`` still runs a job (e.g. an outgoing migration) for it."""
     proc = compute.virsh(host, "domjobinfo", domain, check=False)

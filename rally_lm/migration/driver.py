@@ -364,7 +364,8 @@ def classify(record: MigrationRecord, migration: dict | None,
     if not on_source:
         return "stale_status", (f"Nova says {status} but the server is {server['status']} "
                                 f"on {server['host']}")
-    if record.timed_out and record.timeout_action == "abort":
+    if record.timed_out and record.timeout_action == "abort" and \
+            record.action_accepted_after is not None:
         return "timeout_aborted", None
     failed = [e for e in record.events if e.get("result") == "Error"]
     reason = next((f": {e['reason']}" for e in failed if e.get("reason")), "")

@@ -55,9 +55,9 @@ class Injector(threading.Thread):
     """Break something while the first migration to hv2 is under way, then repair it."""
 
     def __init__(self, inject: Callable[[str], None], repair: Callable[[], None],
-                 delay: float = 2.0):
+                 delay: float = 2.0, ready: Callable[[str], bool] | None = None):
         super().__init__(daemon=True)
-        self.inject, self.repair, self.delay = inject, repair, delay
+        self.inject, self.repair, self.delay, self.ready = inject, repair, delay, ready
         self.domain: str | None = None
         self.timings: dict[str, float] = {}
         self.error: BaseException | None = None
@@ -68,6 +68,9 @@ class Injector(threading.Thread):
                                    "an incoming domain on hv2")
             self.timings["incoming"] = time.monotonic()
             time.sleep(self.delay)
+            if self.ready is not None:
+                wait_for(lambda: self.ready(self.domain), 900, "the moment to inject",
+                         every=0.05)
             self.inject(self.domain)
             self.timings["injected"] = time.monotonic()
             wait_for(lambda: not faults.job_active(HV1, self.domain), 900,
@@ -113,7 +116,9 @@ def by_vm(rows: list[dict], round_trip: int = 0) -> dict[tuple[str, str], dict]:
 
 
 def assert_nothing_left() -> None:
-    assert faults.domains(HV1) == [] and faults.domains(HV2) == []
+    # libvirt tears an aborted migration's incoming domain down on its own time.
+    wait_for(lambda: not faults.domains(HV1) and not faults.domains(HV2), 60,
+             "every libvirt domain to be gone", every=1.0)
     assert testbed.guests_on(HV1) == [] and testbed.guests_on(HV2) == []
 
 
@@ -257,8 +262,8 @@ def test_ctrl_c_mid_run_removes_everything_the_task_created():
 
 
 def test_destination_nova_compute_killed_mid_migration_nova_lags_libvirt():
-    # libvirt finishes the copy without hv2's nova-compute; Nova cannot finish
-    # its side (post_live_migration_at_destination waits in hv2's queue) and
+    # libvirt has finished the copy when hv2's nova-compute dies; Nova cannot
+    # finish its side (post_live_migration_at_destination waits in hv2's queue) and
     # keeps the server "migrating" on hv1 while libvirt runs it on hv2. The
     # tool gives up once Nova shows no progress for a timeout after its abort,
     # says where the guest really is, and moves on. hv2's nova-compute returns
@@ -268,8 +273,10 @@ def test_destination_nova_compute_killed_mid_migration_nova_lags_libvirt():
         time.sleep(100)
         faults.restart_nova_compute(HV2)
 
+    # The moment the guest runs on hv2: libvirt's part is over, Nova's is not.
     injector = Injector(lambda _d: faults.crash("hv2-nova-compute", with_children=True),
-                        repair, delay=0)
+                        repair, delay=0,
+                        ready=lambda d: faults.domain_state(HV2, d).startswith("running"))
     rows, _uuid = run_faulty_task("dest_nova_compute_killed", injector, vm_count=1,
                                   round_trips=2, pause_between_directions=45,
                                   migration_timeout=40, status_grace=15, dirty_rate_mib=0)

@@ -10,6 +10,7 @@ from rally_lm.migration.driver import (
     MigrationDriver,
     MigrationPolicy,
     MigrationRecord,
+    classify,
     reconcile_with_hypervisor,
 )
 from tests.fakes.fake_nova import FakeClock, FakeNova, Plan
@@ -126,6 +127,16 @@ def test_forced_migration_still_copying_is_waited_for(cloud):
         server, "vm0", "hv1", "hv2", "out")
     assert record.outcome == "timeout_forced" and record.error is None
     assert 40.0 <= record.duration <= 42.0
+
+
+def test_a_failed_migration_is_not_called_aborted_when_no_abort_was_accepted(cloud):
+    # The migration failed on its own before the timeout's abort could be made.
+    record = failed_record(timed_out=True, timeout_action="abort", nova_status="error",
+                           final_status="ACTIVE")
+    record.events = [{"event": "compute_live_migration", "result": "Error", "reason": None}]
+    outcome, reason = classify(record, {"status": "error"},
+                               {"status": "ACTIVE", "host": "hv1", "task_state": None})
+    assert outcome == "error" and "still on hv1" in reason
 
 
 def test_wait_policy_gives_up_after_its_limit(cloud):

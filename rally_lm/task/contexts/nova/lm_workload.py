@@ -170,10 +170,44 @@ class LiveMigrationWorkload(context.Context):
                                f"{agent['udp_echo_port']} within {timeout:.0f}s: is the "
                                "network reachable from where Rally runs?")
 
+    @staticmethod
+    def _stop_migrations(nova: NovaAdapter, servers: list[dict], timeout: float = 120) -> None:
+        """Abort migrations an interrupted run left in flight, and let them settle.
+
+        Deleting a server mid-migration leaves its incoming domain on the
+        destination until libvirt gives up on the migration.
+        """
+        moving = []
+        for server in servers:
+            try:
+                view = nova.server(server["id"])
+                if view is None or view["task_state"] != "migrating":
+                    continue
+                moving.append(server["id"])
+                for migration in nova.migration_progress(server["id"]):
+                    nova.abort_migration(server["id"], migration["id"])
+            except NovaError as exc:
+                LOG.warning(f"could not abort the migration of {server['name']}: {exc}")
+        deadline = time.monotonic() + timeout
+        while moving and time.monotonic() < deadline:
+            time.sleep(2)
+            still = []
+            for server_id in moving:
+                try:
+                    view = nova.server(server_id)
+                except NovaError:
+                    continue
+                if view is not None and view["task_state"] == "migrating":
+                    still.append(server_id)
+            moving = still
+        if moving:
+            LOG.warning(f"workload VMs still migrating at cleanup: {moving}")
+
     def cleanup(self) -> None:
         workload = self.context.get("lm_workload") or {}
         servers = workload.get("servers", [])
         nova = NovaAdapter(self._clients().nova(version=MICROVERSION))
+        self._stop_migrations(nova, servers)
         for server in servers:
             try:
                 nova.delete(server["id"])

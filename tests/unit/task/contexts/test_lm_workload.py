@@ -9,7 +9,8 @@ from rally_lm.task.contexts.nova import lm_workload
 
 class StubAdapter:
     def __init__(self):
-        self.booted, self.deleted = [], []
+        self.booted, self.deleted, self.aborted = [], [], []
+        self.task_states: dict[str, str | None] = {}
 
     def find_flavor(self, name):
         return {"id": "f1", "name": name}
@@ -23,7 +24,16 @@ class StubAdapter:
         self.deleted.append(server_id)
 
     def server(self, server_id):
-        return None  # deleted at once
+        if server_id in self.deleted:
+            return None  # deleted at once
+        return {"id": server_id, "task_state": self.task_states.get(server_id)}
+
+    def migration_progress(self, server_id):
+        return [{"id": 7}] if self.task_states.get(server_id) == "migrating" else []
+
+    def abort_migration(self, server_id, migration_id):
+        self.aborted.append((server_id, migration_id))
+        self.task_states[server_id] = None
 
 
 @pytest.fixture
@@ -76,3 +86,14 @@ def test_setup_and_cleanup(stubs, port_security):
     assert stubs.deleted == ["id-1", "id-2"]
     if port_security:
         neutron.delete_security_group.assert_called_once_with("sg-1")
+
+
+def test_cleanup_aborts_a_migration_left_in_flight_before_deleting(stubs, monkeypatch):
+    monkeypatch.setattr(lm_workload.time, "sleep", lambda _s: None)
+    context, _neutron = make_context(False)
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    ctx.setup()
+    stubs.task_states["id-2"] = "migrating"
+    ctx.cleanup()
+    assert stubs.aborted == [("id-2", 7)]
+    assert stubs.deleted == ["id-1", "id-2"]
