@@ -164,6 +164,20 @@ def test_non_converging_migration_is_forced_to_complete_at_the_timeout():
     assert_nothing_left()
 
 
+def test_non_converging_migration_is_waited_for_then_aborted():
+    # on_timeout: wait keeps going past the timeout, up to 10 timeouts, then aborts.
+    injector = Injector(lambda _d: None, lambda: faults.unslow_link(HV2), delay=0)
+    faults.slow_link(HV2, 16)
+    rows, _uuid = run_faulty_task("wait", injector, migration_timeout=6, on_timeout="wait",
+                                  dirty_rate_mib=16, dirty_working_set_mib=32)
+    rows = by_vm(rows)
+    stuck = rows[("vm0", "out")]
+    assert stuck["outcome"] == "timeout_aborted", stuck
+    assert stuck["running_on"] == "hv1" and stuck["duration_s"] >= 60
+    assert_other_vm_migrated(rows)
+    assert_nothing_left()
+
+
 def test_destination_libvirtd_killed_mid_migration():
     # The copy fails at once. Nova disables hv2 ("AUTO: Connection to libvirt
     # lost") until its nova-compute reconnects, which it does lazily, so the
