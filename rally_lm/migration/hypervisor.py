@@ -46,13 +46,17 @@ def parse_domjobinfo(text: str) -> dict[str, float]:
     return stats
 
 
-def completed_job(uri: str, instance_name: str, timeout: float = 20.0) -> dict[str, float]:
-    """Statistics of the last completed job of a domain, as libvirt reports them."""
+def _virsh(uri: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
     virsh = shutil.which("virsh")
     if virsh is None:
         raise HypervisorStatsError("virsh is not installed (libvirt-clients)")
-    proc = subprocess.run([virsh, "-c", uri, "domjobinfo", instance_name, "--completed"],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([virsh, "-c", uri, *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def completed_job(uri: str, instance_name: str, timeout: float = 20.0) -> dict[str, float]:
+    """Statistics of the last completed job of a domain, as libvirt reports them."""
+    proc = _virsh(uri, "domjobinfo", instance_name, "--completed", timeout=timeout)
     if proc.returncode != 0:
         raise HypervisorStatsError(f"virsh -c {uri} domjobinfo {instance_name}: "
                                    f"{proc.stderr.strip()}")
@@ -69,11 +73,7 @@ def domain_state(uri: str, instance_name: str, timeout: float = 20.0) -> str | N
     None if the host has no such domain. A destination's incoming domain is
     "paused (migration)" until the guest resumes there.
     """
-    virsh = shutil.which("virsh")
-    if virsh is None:
-        raise HypervisorStatsError("virsh is not installed (libvirt-clients)")
-    proc = subprocess.run([virsh, "-c", uri, "domstate", instance_name, "--reason"],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = _virsh(uri, "domstate", instance_name, "--reason", timeout=timeout)
     if proc.returncode == 0:
         return proc.stdout.strip() or None
     if "failed to get domain" in proc.stderr or "Domain not found" in proc.stderr:
