@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rally_lm.clients.nova import FINAL_MIGRATION_STATUSES, NovaAdapter, NovaError
+from rally_lm.migration import hypervisor
 
 MAX_REQUESTS_PER_SECOND = 5
 #: How often a refused abort or force-complete is asked again.
@@ -380,17 +381,16 @@ def reconcile_with_hypervisor(record: MigrationRecord, states: dict[str, str]) -
     """Check Nova's answer against what libvirt runs where; Nova may lag or be wrong.
 
     ``states`` maps host -> libvirt domain state and reason ("running (booted)",
-    "paused (migration)", "absent", "unknown: ..."). A guest that libvirt runs
+    "paused (migrating)", "absent", "unknown: ..."). A guest that libvirt runs
     somewhere other than where Nova says is ``stale_status``; one that runs
-    nowhere while every host answered is ``lost``. A domain paused for a
-    migration is in transit (an aborted migration's incoming shell lingers on
-    the destination until libvirt tears it down), not running there. Hosts
-    that could not be asked decide nothing.
+    nowhere while every host answered is ``lost``. A domain in transit (an
+    incoming domain, which an aborted migration leaves on the destination
+    until libvirt tears it down) is not where the guest runs. Hosts that could
+    not be asked decide nothing.
     """
     record.libvirt_states = dict(states)
-    in_transit = [h for h, state in states.items() if state == "paused (migration)"]
-    alive = [h for h, state in states.items()
-             if state.split(" ")[0] in ("running", "paused") and h not in in_transit]
+    in_transit = [h for h, state in states.items() if hypervisor.in_transit(state)]
+    alive = [h for h, state in states.items() if hypervisor.runs_guest(state)]
     if len(alive) == 1:
         record.running_on = alive[0]
     if record.outcome in ("refused", "lost") and not alive:

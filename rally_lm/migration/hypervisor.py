@@ -8,6 +8,7 @@ and total time, which the probes' network downtime is checked against.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -23,6 +24,24 @@ _FIELDS = {
     "Dirty rate": "dirty_rate",
 }
 _UNITS = {"ms": 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "pages/s": 1}
+
+#: ``virsh domstate --reason`` of a domain that is not where the guest runs:
+#: the destination's incoming domain ("starting up" while QEMU starts, then
+#: "migrating"), a source paused for the final copy, or a source left paused
+#: once post-copy has moved execution to the destination. Spelled as virsh
+#: prints them (virshDomainPausedReason), in the C locale.
+IN_TRANSIT_STATES = frozenset({"paused (starting up)", "paused (migrating)",
+                               "paused (post-copy)"})
+
+
+def in_transit(state: str) -> bool:
+    """Whether a domain in this state is a migration's shell rather than the guest."""
+    return state in IN_TRANSIT_STATES
+
+
+def runs_guest(state: str) -> bool:
+    """Whether a domain in this state is the guest itself (running, or paused as such)."""
+    return state.split(" ")[0] in ("running", "paused") and not in_transit(state)
 
 
 class HypervisorStatsError(Exception):
@@ -50,8 +69,9 @@ def _virsh(uri: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
     virsh = shutil.which("virsh")
     if virsh is None:
         raise HypervisorStatsError("virsh is not installed (libvirt-clients)")
+    # Reasons and labels are parsed, so they must not be translated.
     return subprocess.run([virsh, "-c", uri, *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, "LC_ALL": "C"})
 
 
 def completed_job(uri: str, instance_name: str, timeout: float = 20.0) -> dict[str, float]:
@@ -68,10 +88,10 @@ def completed_job(uri: str, instance_name: str, timeout: float = 20.0) -> dict[s
 
 
 def domain_state(uri: str, instance_name: str, timeout: float = 20.0) -> str | None:
-    """libvirt's state and reason, e.g. "running (migrated)", "paused (migration)".
+    """libvirt's state and reason, e.g. "running (migrated)", "paused (migrating)".
 
     None if the host has no such domain. A destination's incoming domain is
-    "paused (migration)" until the guest resumes there.
+    in transit (see ``IN_TRANSIT_STATES``) until the guest resumes there.
     """
     proc = _virsh(uri, "domstate", instance_name, "--reason", timeout=timeout)
     if proc.returncode == 0:

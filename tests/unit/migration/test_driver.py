@@ -213,7 +213,7 @@ def failed_record(**fields):
 
 def test_libvirt_running_the_guest_elsewhere_makes_nova_stale():
     record = failed_record()
-    reconcile_with_hypervisor(record, {"hv1": "absent", "hv2": "running"})
+    reconcile_with_hypervisor(record, {"hv1": "absent", "hv2": "running (migrated)"})
     assert record.outcome == "stale_status" and record.running_on == "hv2"
     assert "Nova says the server is on hv1" in record.error and "runs it on hv2" in record.error
 
@@ -235,18 +235,29 @@ def test_guest_running_nowhere_is_lost_but_only_when_every_host_answered():
 
 
 def test_an_incoming_shell_left_on_the_target_is_not_the_guest():
+    # The states virsh printed for an aborted migration on the testbed.
     record = failed_record(outcome="timeout_aborted")
     reconcile_with_hypervisor(record, {"hv1": "running (migration canceled)",
-                                       "hv2": "paused (migration)"})
+                                       "hv2": "paused (migrating)"})
     assert record.outcome == "timeout_aborted" and record.running_on == "hv1"
+    starting = failed_record(outcome="timeout_aborted")
+    reconcile_with_hypervisor(starting, {"hv1": "running (unpaused)",
+                                         "hv2": "paused (starting up)"})
+    assert starting.outcome == "timeout_aborted" and starting.running_on == "hv1"
     in_transit = failed_record(outcome="error")
-    reconcile_with_hypervisor(in_transit, {"hv1": "absent", "hv2": "paused (migration)"})
+    reconcile_with_hypervisor(in_transit, {"hv1": "absent", "hv2": "paused (migrating)"})
     assert in_transit.outcome == "error" and in_transit.running_on is None
+
+
+def test_post_copy_source_is_not_the_guest():
+    record = failed_record(outcome="completed", final_host="hv2", nova_status="completed")
+    reconcile_with_hypervisor(record, {"hv1": "paused (post-copy)", "hv2": "running (post-copy)"})
+    assert record.outcome == "completed" and record.running_on == "hv2"
 
 
 def test_guest_running_on_both_hosts_is_flagged():
     record = failed_record(outcome="completed", final_host="hv2", nova_status="completed")
-    reconcile_with_hypervisor(record, {"hv1": "paused", "hv2": "running"})
+    reconcile_with_hypervisor(record, {"hv1": "paused (user)", "hv2": "running (migrated)"})
     assert record.outcome == "stale_status" and "hv1 and hv2" in record.error
 
 
