@@ -55,8 +55,9 @@ def _cell(task_uuid: str, workload: dict) -> Cell:
     args = workload["scenario"]["LiveMigration.evacuate_host"]
     labels = args.get("labels", {})
     migrations, drains, tcp = [], [], []
-    for iteration in workload["data"]:
-        migrations += migrations_from_output(iteration["output"])
+    for number, iteration in enumerate(workload["data"]):
+        migrations += [{**row, "iteration": number}
+                       for row in migrations_from_output(iteration["output"])]
         for action in iteration["atomic_actions"]:
             if action["name"].startswith("nova.drain_host_") and action.get("finished_at"):
                 drains.append(action["finished_at"] - action["started_at"])
@@ -78,6 +79,17 @@ def summary(values: list[float]) -> dict[str, float | None]:
     return {"count": int(arr.size), "mean": float(arr.mean()),
             "p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)),
             "max": float(arr.max())}
+
+
+def failed_row(migration: dict[str, Any]) -> dict[str, Any]:
+    """What an operator needs to follow up one failed migration."""
+    return {"iteration": migration["iteration"], "vm": migration["vm"],
+            "direction": migration["direction"],
+            "hosts": f"{migration['source']} → {migration['target']}",
+            "outcome": migration["outcome"], "duration_s": migration.get("duration_s"),
+            # Tasks recorded before libvirt was asked have no such column.
+            "running_on": migration.get("running_on"),
+            "reason": migration.get("error") or ""}
 
 
 def figures(cell: Cell) -> dict[str, Any]:
@@ -113,5 +125,6 @@ def figures(cell: Cell) -> dict[str, Any]:
         "tcp_connections_broken": sum(1 for r in cell.per_vm_tcp
                                       if r.get("TCP connection kept") is False),
         "failures": failures,
+        "failed": [failed_row(m) for m in cell.migrations if m["outcome"] not in SUCCEEDED],
         "per_vm": per_vm,
     }

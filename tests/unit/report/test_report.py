@@ -9,7 +9,10 @@ import pytest
 from rally_lm.cli.main import main
 from rally_lm.report import cells, render
 
-FIXTURES = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "rally").glob("*.json"))
+ROOT = Path(__file__).resolve().parents[3]
+FIXTURES = sorted((ROOT / "tests" / "fixtures" / "rally").glob("*.json"))
+# Fault runs from the testbed, with libvirt's answer (running_on) per migration.
+FAULT_SAMPLES = sorted((ROOT / "samples" / "rally-faults").glob("*.json"))
 
 
 def raw_migrations(path):
@@ -24,7 +27,7 @@ def raw_migrations(path):
     return data, rows
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", FIXTURES + FAULT_SAMPLES, ids=lambda p: p.stem)
 def test_every_figure_matches_the_raw_iterations(path):
     (cell,) = cells.load([path])
     data, rows = raw_migrations(path)
@@ -53,6 +56,26 @@ def test_every_figure_matches_the_raw_iterations(path):
     assert f["evacuation_s"]["mean"] == pytest.approx(statistics.mean(drains))
     for vm in {r["vm"] for r in rows}:
         assert f["per_vm"][vm]["migrations"] == sum(r["vm"] == vm for r in rows)
+
+
+@pytest.mark.parametrize("path", FIXTURES + FAULT_SAMPLES, ids=lambda p: p.stem)
+def test_every_failed_migration_is_listed_with_its_reason(path, tmp_path):
+    (cell,) = cells.load([path])
+    _data, rows = raw_migrations(path)
+    failed = [r for r in rows if r["outcome"] not in ("completed", "timeout_forced")]
+    listed = cells.figures(cell)["failed"]
+    assert [(m["vm"], m["direction"], m["outcome"], m["reason"]) for m in listed] == [
+        (r["vm"], r["direction"], r["outcome"], r["error"]) for r in failed]
+    assert [m["running_on"] for m in listed] == [r.get("running_on") for r in failed]
+    html, markdown = render.render([cell], tmp_path)
+    for r in failed:
+        assert r["error"] in markdown.read_text() and r["error"] in html.read_text()
+
+
+def test_fault_samples_include_a_failure_libvirt_located():
+    located = [m for path in FAULT_SAMPLES for m in cells.figures(cells.load([path])[0])["failed"]
+               if m["running_on"]]
+    assert {m["outcome"] for m in located} >= {"error", "stale_status"}
 
 
 def test_rendered_documents_carry_the_figures(tmp_path):
