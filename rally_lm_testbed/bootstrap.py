@@ -196,16 +196,18 @@ def ensure_network() -> dict:
 
 
 def leftovers(prefix: str = "rally-lm-") -> dict:
-    """Servers, security groups and keypairs named like a Rally task's, in any project."""
+    """Servers, security groups, keypairs and flavors named like a Rally task's, in any project."""
     sess = admin_session()
     servers = _get(sess, "compute", "/servers?all_tenants=1")["servers"]
     groups = _get(sess, "network", "/v2.0/security-groups")["security_groups"]
     keypairs = _get(sess, "compute", "/os-keypairs")["keypairs"]
+    flavors = _get(sess, "compute", "/flavors?is_public=None")["flavors"]
     return {"servers": sorted(s["name"] for s in servers if s["name"].startswith(prefix)),
             "security_groups": sorted(g["name"] for g in groups
                                       if g["name"].startswith(prefix)),
             "keypairs": sorted(k["keypair"]["name"] for k in keypairs
-                               if k["keypair"]["name"].startswith(prefix))}
+                               if k["keypair"]["name"].startswith(prefix)),
+            "flavors": sorted(f["name"] for f in flavors if f["name"].startswith(prefix))}
 
 
 def main(argv: list[str]) -> int:

@@ -72,7 +72,8 @@ class LiveMigrationHostsValidator(validation.Validator):
 @validation.add("required_platform", platform="openstack", admin=True)
 @validation.configure(name="lm_workload_resources", platform="openstack")
 class WorkloadResourcesValidator(validation.Validator):
-    """The lm_workload context's flavor, image and network exist."""
+    """The lm_workload context's flavor, image and network exist (or, for the flavor, are
+    created by the task's ``flavors`` context under a name no flavor has yet)."""
 
     def validate(self, context, config, plugin_cls, plugin_cfg):
         contexts = config.get("contexts", {})
@@ -82,13 +83,21 @@ class WorkloadResourcesValidator(validation.Validator):
         if "admin" not in context:
             self.fail("the lm_workload context needs admin credentials")
         clients = context["admin"]["credential"].clients()
+        flavor = workload["flavor"]
+        created = any(f.get("name") == flavor for f in
+                      contexts.get("flavors") or contexts.get("flavors@openstack") or [])
         try:
-            nova = NovaAdapter(clients.nova(version=MICROVERSION))
-            if nova.find_flavor(workload["flavor"]) is None:
-                self.fail(f"flavor {workload['flavor']!r} does not exist "
-                          "(openstack flavor list --all)")
+            exists = NovaAdapter(clients.nova(version=MICROVERSION)).find_flavor(flavor)
         except NovaError as exc:
-            self.fail(f"cannot look up flavor {workload['flavor']!r}: {exc}")
+            self.fail(f"cannot look up flavor {flavor!r}: {exc}")
+        if created and exists is not None:
+            # rally-openstack's flavors context would adopt it, then delete it at cleanup.
+            self.fail(f"flavor {flavor!r} already exists, and the task's flavors context "
+                      "would delete it when the task ends: name the task's flavor anew, or "
+                      "drop flavor_spec to use the existing one")
+        if not created and exists is None:
+            self.fail(f"flavor {flavor!r} does not exist (openstack flavor list --all), "
+                      "and no flavors context creates it (task arg flavor_spec)")
         images = list(clients.glance(version="2").images.list(
             filters={"name": workload["image"]})) or [
             i for i in clients.glance(version="2").images.list() if i["id"] == workload["image"]]

@@ -44,6 +44,26 @@ def test_template_renders_and_validates(args_file, tmp_path, monkeypatch):
     assert results == [], results
 
 
+def test_flavor_spec_adds_rally_openstacks_flavors_context(tmp_path, monkeypatch):
+    from rally import api, plugins
+    from rally.task import context, task_cfg
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = {**yaml.safe_load((ROOT / "task_templates" / "args" /
+                              "testbed-shared-off.yaml").read_text()),
+            "flavor": "rally-lm-task-flavor", "flavor_spec": {"ram": 256, "disk": 1}}
+    rendered = api._Task(None).render_template(task_template=TEMPLATE.read_text(), **args)
+    (workload,) = task_cfg.TaskConfig(yaml.safe_load(rendered)).subtasks[0]["workloads"]
+    flavors = workload["contexts"]["flavors"]
+    assert flavors == [{"name": "rally-lm-task-flavor", "ram": 256, "vcpus": 1, "disk": 1}]
+    assert workload["contexts"]["lm_workload"]["flavor"] == "rally-lm-task-flavor"
+    plugins.load()
+    flavors_ctx = context.Context.get("flavors", platform="openstack")
+    assert context.Context.validate("flavors", {}, {}, flavors, vtype="syntax") == []
+    # Created before the workload boots, removed after it is gone.
+    assert flavors_ctx.get_order() < context.Context.get("lm_workload").get_order()
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"probe_interval": 0.0001}, "probe_interval"),
     ({"probe_interval": 5}, "probe_interval"),

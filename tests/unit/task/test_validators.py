@@ -110,12 +110,14 @@ WORKLOAD = {"source_host": "hv1", "flavor": "lm.small", "image": "rally-lm-guest
             "network": "lm-tenant"}
 
 
-def check_resources(nova, workload):
+def check_resources(nova, workload, flavors=None):
     from rally_lm.task.validators import WorkloadResourcesValidator
 
     context = {"admin": {"credential": FakeResourceCredential(nova.url)}}
-    config = {"contexts": {"lm_workload": workload}} if workload is not None else {}
-    WorkloadResourcesValidator().validate(context, config, None, None)
+    contexts = {"lm_workload": workload} if workload is not None else {}
+    if flavors is not None:
+        contexts["flavors"] = flavors
+    WorkloadResourcesValidator().validate(context, {"contexts": contexts}, None, None)
 
 
 def test_existing_workload_resources_pass(nova):
@@ -123,13 +125,25 @@ def test_existing_workload_resources_pass(nova):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"flavor": "lm.huge"}, "flavor 'lm.huge' does not exist"),
+    ({"flavor": "lm.huge"}, "flavor 'lm.huge' does not exist .* no flavors context"),
     ({"image": "cirros"}, "image 'cirros' does not exist"),
     ({"network": "public"}, "network 'public' does not exist"),
 ])
 def test_unknown_workload_resources_are_rejected(nova, change, message):
     with pytest.raises(validation.ValidationError, match=message):
         check_resources(nova, {**WORKLOAD, **change})
+
+
+def test_a_flavor_the_task_creates_need_not_exist(nova):
+    check_resources(nova, {**WORKLOAD, "flavor": "rally-lm-task-flavor"},
+                    flavors=[{"name": "rally-lm-task-flavor", "ram": 256}])
+
+
+def test_a_flavor_the_task_would_create_and_delete_must_not_exist_yet(nova):
+    # rally-openstack's flavors context adopts an existing flavor, then deletes it.
+    with pytest.raises(validation.ValidationError,
+                       match="'lm.small' already exists, and the task's flavors context"):
+        check_resources(nova, WORKLOAD, flavors=[{"name": "lm.small", "ram": 256}])
 
 
 def test_scenario_without_the_workload_context_is_rejected(nova):
