@@ -226,7 +226,9 @@ def test_destination_libvirtd_killed_mid_migration():
 
 def test_migration_link_cut_for_longer_than_the_timeout():
     injector = Injector(lambda _d: faults.cut_link(HV2), lambda: faults.restore_link(HV2))
-    rows, _uuid = run_faulty_task("link_cut", injector, migration_timeout=20, on_timeout="abort")
+    # 40 s: a first migration to a fresh hv2 takes ~18 s to reach its incoming
+    # domain, and the cut must come well before the timeout's abort.
+    rows, _uuid = run_faulty_task("link_cut", injector, migration_timeout=40, on_timeout="abort")
     # The cut came mid-copy: it, not the timeout's abort, stalled the migration.
     assert injector.job_active_after_inject, injector.timings
     rows = by_vm(rows)
