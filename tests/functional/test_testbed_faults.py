@@ -224,20 +224,36 @@ def test_destination_libvirtd_killed_mid_migration():
     assert_nothing_left()
 
 
-def test_migration_link_cut_for_longer_than_the_timeout():
+def cut_link_during_first_migration(migration_timeout: int) -> tuple[dict, Injector]:
     injector = Injector(lambda _d: faults.cut_link(HV2), lambda: faults.restore_link(HV2))
-    # 40 s: a first migration to a fresh hv2 takes ~18 s to reach its incoming
-    # domain, and the cut must come well before the timeout's abort.
-    rows, _uuid = run_faulty_task("link_cut", injector, migration_timeout=40, on_timeout="abort")
+    rows, _uuid = run_faulty_task(f"link_cut_{migration_timeout}s", injector,
+                                  migration_timeout=migration_timeout, on_timeout="abort")
     # The cut came mid-copy: it, not the timeout's abort, stalled the migration.
     assert injector.job_active_after_inject, injector.timings
     rows = by_vm(rows)
     cut = rows[("vm0", "out")]
-    assert cut["outcome"] == "timeout_aborted", cut
-    assert cut["running_on"] == "hv1"
+    assert cut["running_on"] == "hv1", cut
     assert_other_vm_migrated(rows)
     assert_nothing_left()
+    return cut, injector
 
+
+def test_migration_link_cut_for_longer_than_the_timeout():
+    # 25 s: the cut (2 s after the incoming domain, which a fresh hv2 shows ~18 s
+    # after the call) lasts until the abort, and stays shorter than libvirt's
+    # keepalive (below).
+    cut, _injector = cut_link_during_first_migration(25)
+    assert cut["outcome"] == "timeout_aborted", cut
+
+
+def test_migration_link_cut_past_libvirts_keepalive_fails_the_migration():
+    # hv1's libvirtd drops its peer-to-peer connection to hv2 after
+    # keepalive_interval x (keepalive_count + 1) = 30 s without a message
+    # (qemu.conf defaults), which fails the migration before a long timeout.
+    cut, injector = cut_link_during_first_migration(90)
+    assert cut["outcome"] == "error", cut
+    cut_for = injector.timings["job_ended"] - injector.timings["injected"]
+    assert 20 < cut_for < 45, injector.timings
 
 
 # The interrupted tasks create their own flavor, as the seed's tool did, so
