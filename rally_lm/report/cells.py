@@ -8,6 +8,7 @@ from a summary.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from pathlib import Path
@@ -94,10 +95,8 @@ def failed_row(migration: dict[str, Any]) -> dict[str, Any]:
 
 def figures(cell: Cell) -> dict[str, Any]:
     ok = [m for m in cell.migrations if m["outcome"] in SUCCEEDED]
-    failures: dict[str, int] = {}
-    for m in cell.migrations:
-        if m["outcome"] not in SUCCEEDED:
-            failures[m["outcome"]] = failures.get(m["outcome"], 0) + 1
+    failed = [failed_row(m) for m in cell.migrations if m["outcome"] not in SUCCEEDED]
+    failures = dict(collections.Counter(m["outcome"] for m in failed))
 
     def column(rows, name):
         return [r[name] for r in rows if r.get(name) is not None]
@@ -125,6 +124,6 @@ def figures(cell: Cell) -> dict[str, Any]:
         "tcp_connections_broken": sum(1 for r in cell.per_vm_tcp
                                       if r.get("TCP connection kept") is False),
         "failures": failures,
-        "failed": [failed_row(m) for m in cell.migrations if m["outcome"] not in SUCCEEDED],
+        "failed": failed,
         "per_vm": per_vm,
     }
