@@ -24,12 +24,18 @@ SERVICES = {
     "placement": ("placement", 8778, ""),
     "nova": ("compute", 8774, "/v2.1"),
     "neutron": ("network", 9696, ""),
+    "cinder": ("volumev3", 8776, "/v3/%(project_id)s"),
 }
 
 #: The seed's flavors by name, and testbed-scaled ones that fit one 2-core
 #: machine: memory / 16, disk / 40, vCPUs / 4 (at least 1).
 SEED_FLAVORS = {"small": (2, 4096, 40), "medium": (4, 8192, 80), "large": (8, 16384, 160)}
 SCALE_SUFFIX = "scaled-16"
+
+
+#: For the whole-disk cloud image (systemd and cloud-init need more than the tiny guest).
+CLOUD_FLAVOR = ("lm.cloud", (1, 512, 3))
+CLOUD_IMAGE_NAME = "rally-lm-cloud"
 
 
 def scaled_flavors() -> dict[str, tuple[int, int, int]]:
@@ -58,7 +64,8 @@ def _post(sess, service: str, path: str, body: dict, **kwargs) -> dict:
 
 
 def register_services() -> dict:
-    """Service project, users and catalog entries (keystone itself is bootstrapped)."""
+    """Service project, users and catalog entries (keystone itself is bootstrapped),
+    and the project and member user Rally's tasks run as."""
     sess = admin_session()
     ident = {"service_type": "identity", "interface": "public"}
 
@@ -70,13 +77,19 @@ def register_services() -> dict:
         "/projects", endpoint_filter=ident,
         json={"project": {"name": "service", "domain_id": "default"}}).json()["project"]
     admin_role = find("roles", "admin")
+    # Cinder (since OSSA-2023-003) lets only a caller whose service token carries
+    # the ``service`` role delete an attachment Nova made: without it, deleting a
+    # boot-from-volume server leaves its volume behind, still attached.
+    service_role = find("roles", "service") or sess.post(
+        "/roles", endpoint_filter=ident, json={"role": {"name": "service"}}).json()["role"]
     for name, (service_type, port, path) in SERVICES.items():
         user = find("users", name) or sess.post(
             "/users", endpoint_filter=ident,
             json={"user": {"name": name, "domain_id": "default",
                            "password": layout.PASSWORD}}).json()["user"]
-        sess.put(f"/projects/{project['id']}/users/{user['id']}/roles/{admin_role['id']}",
-                 endpoint_filter=ident)
+        for role in (admin_role, service_role):
+            sess.put(f"/projects/{project['id']}/users/{user['id']}/roles/{role['id']}",
+                     endpoint_filter=ident)
         service = find("services", service_type, key="type") or sess.post(
             "/services", endpoint_filter=ident,
             json={"service": {"name": name, "type": service_type}}).json()["service"]
@@ -89,13 +102,24 @@ def register_services() -> dict:
                     "service_id": service["id"], "interface": interface,
                     "region_id": layout.REGION,
                     "url": f"http://{layout.CONTROLLER.ip}:{port}{path}"}})
-    return {"registered": sorted(SERVICES)}
+    runs = find("projects", layout.RALLY_PROJECT) or sess.post(
+        "/projects", endpoint_filter=ident,
+        json={"project": {"name": layout.RALLY_PROJECT, "domain_id": "default"}}).json()["project"]
+    runner = find("users", layout.RALLY_USER) or sess.post(
+        "/users", endpoint_filter=ident,
+        json={"user": {"name": layout.RALLY_USER, "domain_id": "default",
+                       "password": layout.PASSWORD}}).json()["user"]
+    sess.put(f"/projects/{runs['id']}/users/{runner['id']}/roles/{find('roles', 'member')['id']}",
+             endpoint_filter=ident)
+    return {"registered": sorted(SERVICES), "rally_user": layout.RALLY_USER}
 
 
 def wait_computes(timeout: float = 240.0) -> dict:
-    """Until both nova-compute services are up and both linuxbridge agents alive."""
+    """Until both nova-compute services are up, and the linuxbridge agents of both
+    computes and of the network node and its L3 agent alive."""
     sess = admin_session()
     wanted = {h.name for h in layout.COMPUTES}
+    bridged = wanted | {layout.NETWORK_NODE.name}
     deadline = time.monotonic() + timeout
     state: dict = {}
     while time.monotonic() < deadline:
@@ -109,8 +133,10 @@ def wait_computes(timeout: float = 240.0) -> dict:
         up = {s["host"] for s in services if s["state"] == "up" and s["status"] == "enabled"}
         alive = {a["host"] for a in agents
                  if a["alive"] and a["agent_type"] == "Linux bridge agent"}
-        state = {"computes_up": sorted(up), "agents_alive": sorted(alive)}
-        if wanted <= up and wanted <= alive:
+        l3 = {a["host"] for a in agents if a["alive"] and a["agent_type"] == "L3 agent"}
+        state = {"computes_up": sorted(up), "agents_alive": sorted(alive & wanted),
+                 "network_node": sorted((alive & {layout.NETWORK_NODE.name}) | l3)}
+        if wanted <= up and bridged <= alive and layout.NETWORK_NODE.name in l3:
             return state
         time.sleep(2)
     raise TimeoutError(f"computes not ready after {timeout:.0f}s: {state}")
@@ -130,10 +156,35 @@ def wait_hypervisors(timeout: float = 120.0) -> dict:
     raise TimeoutError(f"hypervisors not mapped after {timeout:.0f}s: {sorted(found)}")
 
 
+def wait_volume_pools(timeout: float = 180.0) -> dict:
+    """Until Cinder's scheduler knows the Ceph pool.
+
+    cinder-volume reports its pools to the scheduler some seconds after it
+    starts; a volume created before that fails at once ("No valid backend"),
+    and a boot from volume with it ("did not finish being created ... its
+    status is error"), although the service already shows ``up``.
+    """
+    sess = admin_session()
+    deadline = time.monotonic() + timeout
+    state: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            pools = _get(sess, "volumev3", "/scheduler-stats/get_pools").get("pools", [])
+        except Exception as exc:  # noqa: BLE001 - cinder-api still warming up: retry
+            state = {"error": str(exc)}
+        else:
+            if pools:
+                return {"volume_pools": sorted(p["name"] for p in pools)}
+            state = {"volume_pools": []}
+        time.sleep(2)
+    raise TimeoutError(f"Cinder's scheduler has no pool after {timeout:.0f}s: {state}")
+
+
 def ensure_flavors() -> dict:
     sess = admin_session()
     existing = {f["name"] for f in _get(sess, "compute", "/flavors?is_public=None")["flavors"]}
     wanted = {f"lm.{n}": spec for n, spec in SEED_FLAVORS.items()} | scaled_flavors()
+    wanted[CLOUD_FLAVOR[0]] = CLOUD_FLAVOR[1]
     for name, (vcpus, ram, disk) in wanted.items():
         if name not in existing:
             _post(sess, "compute", "/flavors",
@@ -173,48 +224,122 @@ def ensure_images(kernel: str, ramdisk: str, root: str) -> dict:
     return {"image": root_id, "kernel": kernel_id, "ramdisk": ramdisk_id}
 
 
-def ensure_network() -> dict:
+def ensure_cloud_image(path: str) -> dict:
+    """The whole-disk cloud image as a normal single Glance image (qcow2)."""
     sess = admin_session()
-    name = layout.TENANT_NETWORK_NAME
+    images = {i["name"]: i for i in _get(sess, "image", "/v2/images?limit=1000")["images"]}
+    key = Path(path).parent.name  # the recipe's hash: a rebuilt image replaces the old one
+    old = images.get(CLOUD_IMAGE_NAME)
+    if old and old["status"] == "active" and old.get("rally_lm_recipe") == key:
+        return {"cloud_image": old["id"]}
+    if old:
+        sess.delete(f"/v2/images/{old['id']}",
+                    endpoint_filter={"service_type": "image", "interface": "public"})
+    image = _post(sess, "image", "/v2/images", {
+        "name": CLOUD_IMAGE_NAME, "disk_format": "qcow2", "container_format": "bare",
+        "visibility": "public", "min_disk": 2, "min_ram": 256, "rally_lm_recipe": key,
+        "os_distro": "debian", "os_version": "12"})
+    with open(path, "rb") as data:
+        sess.put(f"/v2/images/{image['id']}/file", data=data,
+                 headers={"Content-Type": "application/octet-stream"},
+                 endpoint_filter={"service_type": "image", "interface": "public"})
+    return {"cloud_image": image["id"]}
+
+
+def _flat_network(sess, name: str, physnet: str, cidr: str, gateway: str | None,
+                  pool: tuple[int, int], external: bool = False) -> tuple[dict, str]:
     networks = _get(sess, "network", f"/v2.0/networks?name={name}")["networks"]
     if networks:
         network = networks[0]
     else:
         network = _post(sess, "network", "/v2.0/networks", {"network": {
-            "name": name, "shared": True, "provider:network_type": "flat",
-            "provider:physical_network": layout.PHYSNET,
+            "name": name, "shared": not external, "router:external": external,
+            "provider:network_type": "flat", "provider:physical_network": physnet,
             # ebtables-nft makes the linuxbridge agent loop on rule deletion;
             # without port security it installs no ebtables rules at all.
             "port_security_enabled": False}})["network"]
-    if not network["subnets"]:
-        prefix = layout.TENANT_NET.rsplit(".", 1)[0]
-        _post(sess, "network", "/v2.0/subnets", {"subnet": {
-            "network_id": network["id"], "name": f"{name}-subnet", "ip_version": 4,
-            "cidr": layout.TENANT_NET, "gateway_ip": None, "enable_dhcp": False,
-            "allocation_pools": [{"start": f"{prefix}.10", "end": f"{prefix}.200"}]}})
-    return {"network": network["id"]}
+    subnets = _get(sess, "network", f"/v2.0/subnets?network_id={network['id']}")["subnets"]
+    if subnets:
+        return network, subnets[0]["id"]
+    prefix = cidr.rsplit(".", 1)[0]
+    subnet = _post(sess, "network", "/v2.0/subnets", {"subnet": {
+        "network_id": network["id"], "name": f"{name}-subnet", "ip_version": 4,
+        "cidr": cidr, "gateway_ip": gateway, "enable_dhcp": False,
+        "allocation_pools": [{"start": f"{prefix}.{pool[0]}",
+                              "end": f"{prefix}.{pool[1]}"}]}})["subnet"]
+    return network, subnet["id"]
+
+
+def ensure_network() -> dict:
+    """The tenant network, the external one (floating IPs), and a router between them."""
+    sess = admin_session()
+    tenant, tenant_subnet = _flat_network(sess, layout.TENANT_NETWORK_NAME, layout.PHYSNET,
+                                          layout.TENANT_NET, layout.ROUTER_TENANT_IP, (10, 200))
+    external, _ext_subnet = _flat_network(sess, layout.EXTERNAL_NETWORK_NAME,
+                                          layout.EXTERNAL_PHYSNET, layout.EXTERNAL_NET, None,
+                                          (100, 200), external=True)
+    routers = _get(sess, "network", f"/v2.0/routers?name={layout.ROUTER_NAME}")["routers"]
+    if routers:
+        router = routers[0]
+    else:
+        router = _post(sess, "network", "/v2.0/routers", {"router": {
+            "name": layout.ROUTER_NAME,
+            "external_gateway_info": {"network_id": external["id"]}}})["router"]
+        sess.put(f"/v2.0/routers/{router['id']}/add_router_interface",
+                 json={"subnet_id": tenant_subnet},
+                 endpoint_filter={"service_type": "network", "interface": "public"})
+    return {"network": tenant["id"], "external": external["id"], "router": router["id"]}
+
+
+def rally_quotas() -> dict:
+    """Quotas of the project Rally's tasks run in (layout.RALLY_QUOTAS), read back."""
+    sess = admin_session()
+    ident = {"service_type": "identity", "interface": "public"}
+    projects = sess.get(f"/projects?name={layout.RALLY_PROJECT}",
+                        endpoint_filter=ident).json()["projects"]
+    project = projects[0]["id"]
+    paths = {"compute": f"/os-quota-sets/{project}", "network": f"/v2.0/quotas/{project}",
+             "volumev3": f"/os-quota-sets/{project}"}
+    keys = {"compute": "quota_set", "network": "quota", "volumev3": "quota_set"}
+    found = {}
+    for service, limits in layout.RALLY_QUOTAS.items():
+        target = {"service_type": service, "interface": "public"}
+        sess.put(paths[service], json={keys[service]: limits}, endpoint_filter=target)
+        now = sess.get(paths[service], endpoint_filter=target).json()[keys[service]]
+        found[service] = {k: now[k] for k in limits}
+    return found
 
 
 def leftovers(prefix: str = "rally-lm-") -> dict:
-    """Servers, security groups, keypairs and flavors named like a Rally task's, in any project."""
+    """Servers, security groups, keypairs and flavors named like a Rally task's, in any
+    project, and every floating IP and volume (the testbed itself holds none)."""
     sess = admin_session()
     servers = _get(sess, "compute", "/servers?all_tenants=1")["servers"]
     groups = _get(sess, "network", "/v2.0/security-groups")["security_groups"]
     keypairs = _get(sess, "compute", "/os-keypairs")["keypairs"]
     flavors = _get(sess, "compute", "/flavors?is_public=None")["flavors"]
-    return {"servers": sorted(s["name"] for s in servers if s["name"].startswith(prefix)),
-            "security_groups": sorted(g["name"] for g in groups
-                                      if g["name"].startswith(prefix)),
-            "keypairs": sorted(k["keypair"]["name"] for k in keypairs
-                               if k["keypair"]["name"].startswith(prefix)),
-            "flavors": sorted(f["name"] for f in flavors if f["name"].startswith(prefix))}
+    fips = _get(sess, "network", "/v2.0/floatingips")["floatingips"]
+    found = {"servers": sorted(s["name"] for s in servers if s["name"].startswith(prefix)),
+             "security_groups": sorted(g["name"] for g in groups
+                                       if g["name"].startswith(prefix)),
+             "keypairs": sorted(k["keypair"]["name"] for k in keypairs
+                                if k["keypair"]["name"].startswith(prefix)),
+             "flavors": sorted(f["name"] for f in flavors if f["name"].startswith(prefix))}
+    if fips:
+        found["floating_ips"] = sorted(f["floating_ip_address"] for f in fips)
+    volumes = _get(sess, "volumev3", "/volumes?all_tenants=1").get("volumes", [])
+    if volumes:
+        found["volumes"] = sorted(v["id"] for v in volumes)
+    return found
 
 
 def main(argv: list[str]) -> int:
     step, *args = argv
     steps = {"register": register_services, "wait-computes": wait_computes,
-             "wait-hypervisors": wait_hypervisors, "flavors": ensure_flavors,
-             "images": ensure_images, "network": ensure_network,
+             "wait-hypervisors": wait_hypervisors, "wait-volume-pools": wait_volume_pools,
+             "flavors": ensure_flavors,
+             "images": ensure_images, "cloud-image": ensure_cloud_image,
+             "network": ensure_network, "rally-quotas": rally_quotas,
              "leftovers": leftovers}
     print(json.dumps(steps[step](*args)))
     return 0

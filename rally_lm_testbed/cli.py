@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from rally_lm_testbed import testbed
+from rally_lm_testbed import policy, testbed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,14 +28,43 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "run-task":
             return _run_task(args)
         elif args.action == "mode":
-            if not (args.storage or args.tunnelled):
+            changes = policy_changes(args)
+            if not (args.storage or args.tunnelled or changes or args.reset_policy):
                 print(json.dumps(testbed.read_mode()))
             else:
-                print(json.dumps(testbed.set_mode(args.storage, args.tunnelled)))
+                print(json.dumps(testbed.set_mode(args.storage, args.tunnelled, changes,
+                                                  reset_policy=args.reset_policy)))
     except (RuntimeError, PermissionError, TimeoutError, FileNotFoundError) as exc:
         print(f"rally-lm testbed {args.action}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _on_off(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+def policy_changes(args: argparse.Namespace) -> dict:
+    """The Policy fields the command line sets (the others keep their values)."""
+    given = {
+        "post_copy": _on_off(getattr(args, "post_copy", None)),
+        "auto_converge": _on_off(getattr(args, "auto_converge", None)),
+        "timeout_action": getattr(args, "timeout_action", None),
+        "completion_timeout": getattr(args, "completion_timeout", None),
+        "max_downtime_ms": getattr(args, "max_downtime", None),
+        "downtime_steps": getattr(args, "downtime_steps", None),
+        "downtime_delay": getattr(args, "downtime_delay", None),
+        "bandwidth_mib": getattr(args, "bandwidth", None),
+        "native_tls": _on_off(getattr(args, "native_tls", None)),
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    link = getattr(args, "link_rate", None)
+    if link is not None:
+        try:
+            changes["link_mbit"] = None if link == "off" else float(link)
+        except ValueError:
+            raise RuntimeError(f"--link-rate takes Mbit/s or off, not {link!r}") from None
+    return changes
 
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "task_templates" / "evacuate_host.yaml.j2"
@@ -54,10 +83,15 @@ def _run_task(args: argparse.Namespace) -> int:
     cell = yaml.safe_load(args_file.read_text())
     mode = testbed.read_mode()
     wanted = {"storage": cell.get("storage"), "tunnelled": str(cell.get("tunnelling"))}
-    if wanted["storage"] not in ("local", "shared") or wanted["tunnelled"] not in ("on", "off"):
-        raise RuntimeError(f"{args_file} must set storage (local|shared) and tunnelling (on|off)")
-    if wanted != mode:
-        testbed.set_mode(wanted["storage"], wanted["tunnelled"])
+    if wanted["storage"] not in ("local", "shared", "ceph") or \
+            wanted["tunnelled"] not in ("on", "off"):
+        raise RuntimeError(f"{args_file} must set storage (local|shared|ceph) and tunnelling "
+                           "(on|off)")
+    # An args file may name the testbed's migration policy; without one, Nova's defaults.
+    wanted_policy = policy.Policy.from_dict(cell.get("testbed_policy")).to_dict()
+    if wanted != {k: mode[k] for k in wanted} or wanted_policy != mode["policy"]:
+        testbed.set_mode(wanted["storage"], wanted["tunnelled"], wanted_policy,
+                         reset_policy=True)
     template = Path(args.template) if args.template else TEMPLATE
     run = rally_runner.run_task(template, args_file, Path(args.out))
     print(f"task {run.uuid}: rally task start exited {run.exit_code}")

@@ -1,9 +1,11 @@
 """The two compute hosts: virtlogd + libvirtd, nova-compute, linuxbridge agent.
 
-The storage mode decides what ``/var/lib/nova/instances`` is on each host:
-``local`` - the host's own directory (Nova block-migrates), ``shared`` - one
+The storage mode decides where instance disks live: ``local`` - the host's
+own ``/var/lib/nova/instances`` (Nova block-migrates), ``shared`` - one
 directory for both, mounted through bindfs as ``fuse.glusterfs`` so libvirt
-and Nova treat it as shared storage (a plain bind mount is refused as unsafe).
+and Nova treat it as shared storage (a plain bind mount is refused as unsafe),
+``ceph`` - RBD images in the Ceph cluster's ``vms`` pool, cloned from
+Glance's ``images`` pool (Nova's shared-block-storage path, as the seed ran).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from rally_lm_testbed import config, hosts, layout, network
+from rally_lm_testbed import ceph, config, hosts, layout, network, policy
 from rally_lm_testbed.layout import Host
 
 INSTANCES = "/var/lib/nova/instances"
@@ -53,6 +55,8 @@ def libvirt_configure(host: Host) -> None:
         'security_driver = "none"',
         "cgroup_controllers = [ ]",
         f'migration_address = "{host.ip}"',
+        # Used only when Nova asks for native TLS (policy.native_tls).
+        f'migrate_tls_x509_cert_dir = "{policy.TLS_DIR}"',
         "",
     ]))
 
@@ -128,7 +132,17 @@ def storage_apply(host: Host, storage: str) -> None:
 
 # -- nova-compute and the linuxbridge agent ---------------------------------------------
 
-def nova_compute_configure(host: Host, tunnelled: bool) -> None:
+def nova_compute_configure(host: Host, tunnelled: bool, storage: str = "local",
+                           migration_policy: policy.Policy | None = None) -> None:
+    libvirt = {"virt_type": "qemu", "cpu_mode": "custom", "cpu_models": "qemu64",
+               "live_migration_scheme": "tcp", "live_migration_inbound_addr": host.ip,
+               "live_migration_tunnelled": tunnelled,
+               # Volumes (Cinder's RBD backend) attach with this libvirt secret.
+               "rbd_user": ceph.CLIENT, "rbd_secret_uuid": ceph.SECRET_UUID}
+    libvirt.update((migration_policy or policy.Policy()).nova_options())
+    if storage == "ceph":
+        libvirt.update({"images_type": "rbd", "images_rbd_pool": "vms",
+                        "images_rbd_ceph_conf": "/etc/ceph/ceph.conf"})
     config.write(config.private_path(host, "/etc/nova/nova.conf"), {
         "DEFAULT": {"host": host.name, "my_ip": host.ip, "transport_url": config.TRANSPORT_URL,
                     "compute_driver": "libvirt.LibvirtDriver", "state_path": "/var/lib/nova",
@@ -137,9 +151,7 @@ def nova_compute_configure(host: Host, tunnelled: bool) -> None:
                     "instances_path": INSTANCES, "force_config_drive": True,
                     "use_stderr": True, "initial_cpu_allocation_ratio": 8.0,
                     "reserved_host_memory_mb": 256},
-        "libvirt": {"virt_type": "qemu", "cpu_mode": "custom", "cpu_models": "qemu64",
-                    "live_migration_scheme": "tcp", "live_migration_inbound_addr": host.ip,
-                    "live_migration_tunnelled": tunnelled},
+        "libvirt": libvirt,
         # Without it the destination's bridge lacks its uplink until the agent
         # adds it after port activation: a 100 ms pause became a 7.7 s outage.
         "os_vif_linux_bridge": {"flat_interface": network.TENANT_DEV},
@@ -147,9 +159,22 @@ def nova_compute_configure(host: Host, tunnelled: bool) -> None:
         "placement": config.service_auth("placement"),
         "service_user": {**config.service_auth("nova"), "send_service_user_token": True},
         "glance": {"api_servers": f"http://{layout.CONTROLLER.ip}:9292"},
+        "cinder": {"os_region_name": layout.REGION},
         "oslo_concurrency": {"lock_path": "/var/lib/nova/tmp"},
         "vnc": {"enabled": False},
     })
+
+
+def ceph_secret(host: Host) -> None:
+    """client.openstack's key as the libvirt secret Nova and Cinder name (idempotent)."""
+    keyring = config.private_path(host, f"/etc/ceph/ceph.client.{ceph.CLIENT}.keyring")
+    key = keyring.read_text().split("key = ", 1)[1].split()[0]
+    xml = config.private_path(host, "/etc/libvirt/rally-lm-ceph-secret.xml")
+    xml.write_text(f"<secret ephemeral='no' private='no'><uuid>{ceph.SECRET_UUID}</uuid>"
+                   f"<usage type='ceph'><name>client.{ceph.CLIENT} secret</name></usage>"
+                   "</secret>\n")
+    virsh(host, "secret-define", "/etc/libvirt/rally-lm-ceph-secret.xml")
+    virsh(host, "secret-set-value", "--secret", ceph.SECRET_UUID, "--base64", key)
 
 
 def linuxbridge_configure(host: Host) -> None:
@@ -185,9 +210,11 @@ def up(host: Host, mode: dict, log=print) -> None:
     ssh_start(host)
     libvirt_configure(host)
     libvirt_start(host)
+    ceph_secret(host)
     log(f"{host.name}: nova-compute, linuxbridge agent ({json.dumps(mode)})")
     storage_apply(host, mode["storage"])
-    nova_compute_configure(host, mode["tunnelled"] == "on")
+    nova_compute_configure(host, mode["tunnelled"] == "on", mode["storage"],
+                           policy.Policy.from_dict(mode.get("policy")))
     linuxbridge_configure(host)
     services_start(host)
 

@@ -3,16 +3,23 @@
 Topology (every piece in a namespace the testbed creates; the root namespace
 gets no address, route or bridge):
 
-    rlm-fabric   br-mgmt (10.231.0.0/24)      br-tenant (10.231.16.0/24, flat)
-                  |      |     |     |            |       |       |
-    rlm-ctl     .10      |     |     |            |       |       |
-    rlm-hv1           .11      |     |         uplink     |       |
-    rlm-hv2                 .12      |                 uplink     |
-    rlm-probe                     .20                          .250
+    rlm-fabric   br-mgmt (10.231.0.0/24)   br-tenant (10.231.16.0/24)   br-ext (10.231.32.0/24)
+                  |    |    |    |    |       |     |     |     |          |         |
+    rlm-ctl     .10    |    |    |    |       |     |     |     |          |         |
+    rlm-hv1          .11    |    |    |    uplink   |     |     |          |         |
+    rlm-hv2               .12    |    |          uplink   |     |          |         |
+    rlm-net                    .13    |                uplink   |       uplink       |
+    rlm-ceph                         .14                          |                    |
+    rlm-probe                       .20                       .250                 .250
 
 The controller (all APIs, rabbit, DB) is reached on the management network,
 which also carries the migration streams. Guests live on the tenant network;
-the probe namespace (where Rally and the probes run) sits on both.
+the network node (``net``: L3 agent, router ``.1`` on the tenant network)
+connects it to the external network, where floating IPs live. Ceph (``ceph``:
+mon, mgr, OSD) serves Glance's images always, Cinder's volumes, and Nova's
+instance disks in the ``ceph`` storage mode. The probe
+namespace (where Rally and the probes run) sits on all three, so it can
+probe a VM by its fixed IP and by its floating IP (through the router).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ SUPERNET = os.environ.get("RALLY_LM_TESTBED_NET", "10.231.0.0/16")
 _BASE = SUPERNET.split(".")[:2]
 MGMT_NET = f"{_BASE[0]}.{_BASE[1]}.0.0/24"
 TENANT_NET = f"{_BASE[0]}.{_BASE[1]}.16.0/24"
+EXTERNAL_NET = f"{_BASE[0]}.{_BASE[1]}.32.0/24"
 
 
 def mgmt_ip(last: int) -> str:
@@ -36,6 +44,10 @@ def tenant_ip(last: int) -> str:
     return f"{_BASE[0]}.{_BASE[1]}.16.{last}"
 
 
+def external_ip(last: int) -> str:
+    return f"{_BASE[0]}.{_BASE[1]}.32.{last}"
+
+
 STATE = Path(os.environ.get("RALLY_LM_TESTBED_STATE", "/var/lib/rally-lm/testbed"))
 NS_DIR = STATE / "ns"
 LOG_DIR = STATE / "log"
@@ -44,9 +56,27 @@ SHARED_INSTANCES = STATE / "shared-instances"
 MODE_FILE = STATE / "mode.json"
 
 PASSWORD = "lm-testbed-admin-secret"  # a throwaway cloud on one machine; printed by `env`
+# Rally's tasks run as this existing member user (Rally's "existing users"):
+# creating and deleting a temporary project and user per task and per
+# validation costs ~25 s each on a loaded testbed, and a long-lived project
+# lets the leftover checks see what a task failed to delete.
+RALLY_PROJECT = "rally-lm-runs"
+RALLY_USER = "rally-lm-runner"
+#: Its project outlives every task, so one task's leak must not exhaust the
+#: next one's quota (Nova's default is 10 instances, Neutron's 10 security
+#: groups): room for the study's 6 VMs many times over.
+RALLY_QUOTAS = {
+    "compute": {"instances": 40, "cores": 160, "ram": 160 * 1024},
+    "network": {"security_group": 100, "security_group_rule": 1000, "port": 200,
+                "floatingip": 50},
+    "volumev3": {"volumes": 40, "gigabytes": 2000, "snapshots": 40},
+}
 REGION = "RegionOne"
 PHYSNET = "physnet1"
+EXTERNAL_PHYSNET = "physnet-ext"
 TENANT_NETWORK_NAME = "lm-tenant"
+EXTERNAL_NETWORK_NAME = "lm-external"
+ROUTER_NAME = "lm-router"
 GUEST_IMAGE_NAME = "rally-lm-guest"
 FABRIC = f"{PREFIX}fabric"
 PROBE = f"{PREFIX}probe"
@@ -87,17 +117,25 @@ _COMMON = ("/etc/hosts", "/run/lock", "/tmp")
 CONTROLLER = Host(
     "ctl", 10,
     _COMMON + ("/etc/keystone", "/etc/glance", "/etc/placement", "/etc/nova", "/etc/neutron",
-               "/etc/mysql", "/etc/rabbitmq", "/var/lib/mysql", "/run/mysqld",
-               "/var/lib/rabbitmq", "/var/lib/keystone", "/var/lib/glance", "/var/lib/nova",
-               "/var/lib/neutron", "/var/lib/placement", "/var/log/rabbitmq"),
+               "/etc/cinder", "/etc/ceph", "/etc/mysql", "/etc/rabbitmq", "/var/lib/mysql",
+               "/run/mysqld", "/var/lib/rabbitmq", "/var/lib/keystone", "/var/lib/glance",
+               "/var/lib/nova", "/var/lib/neutron", "/var/lib/placement", "/var/lib/cinder",
+               "/var/log/rabbitmq"),
 )
 _COMPUTE_DIRS = _COMMON + (
     "/etc/libvirt", "/var/lib/libvirt", "/run/libvirt", "/var/log/libvirt", "/var/cache/libvirt",
-    "/etc/nova", "/etc/neutron", "/var/lib/nova", "/var/lib/neutron", "/etc/ssh", "/root/.ssh",
+    "/etc/nova", "/etc/neutron", "/etc/ceph", "/var/lib/nova", "/var/lib/neutron", "/etc/ssh",
+    "/root/.ssh",
 )
 COMPUTES = (Host("hv1", 11, _COMPUTE_DIRS), Host("hv2", 12, _COMPUTE_DIRS))
-HOSTS = (CONTROLLER, *COMPUTES)
+#: The network node: its router namespaces live in its own /run/netns.
+NETWORK_NODE = Host("net", 13, _COMMON + ("/etc/neutron", "/var/lib/neutron", "/run/netns"))
+#: The Ceph cluster (one mon, mgr and OSD), on the management network.
+CEPH = Host("ceph", 14, _COMMON + ("/etc/ceph", "/var/lib/ceph", "/var/log/ceph", "/run/ceph"))
+HOSTS = (CONTROLLER, *COMPUTES, NETWORK_NODE, CEPH)
 PROBE_MGMT_IP = mgmt_ip(20)
 PROBE_TENANT_IP = tenant_ip(250)
+PROBE_EXTERNAL_IP = external_ip(250)
+ROUTER_TENANT_IP = tenant_ip(1)
 
 KEYSTONE_URL = f"http://{CONTROLLER.ip}:5000/v3"

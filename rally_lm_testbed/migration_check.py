@@ -7,6 +7,7 @@ libvirt's own statistics of every migration, and deletes the guest after.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -18,22 +19,27 @@ from rally_lm.probes import readiness
 from rally_lm.task.contexts.nova.lm_workload import agent_user_data
 from rally_lm_testbed import bootstrap, layout
 
-AGENT = {"tcp_echo_port": 7, "udp_echo_port": 7, "dirty_rate_mib": 4,
+#: The tiny guest ships the C agent (delivery "image").
+AGENT = {"delivery": "image", "tcp_echo_port": 7, "udp_echo_port": 7, "dirty_rate_mib": 4,
          "dirty_working_set_mib": 32, "disk_fill_percent": 0, "disk_device": "/dev/vda"}
 
 
 def hypervisor_uris() -> dict[str, str]:
-    return {h.name: f"qemu+tcp://{h.ip}/system" for h in layout.COMPUTES}
+    """libvirt over SSH, as the README recommends for real clouds (the hosts run sshd)."""
+    key = layout.STATE / "ssh" / "id_ed25519"
+    return {h.name: f"qemu+ssh://root@{h.ip}/system?keyfile={key}&no_verify=1"
+            for h in layout.COMPUTES}
 
 
-def boot_guest(nova: NovaAdapter, name: str) -> WorkloadVM:
+def boot_guest(nova: NovaAdapter, name: str, agent: dict | None = None) -> WorkloadVM:
     sess = bootstrap.admin_session()
     images = sess.get("/v2/images", endpoint_filter={"service_type": "image"}).json()["images"]
     image = next(i["id"] for i in images if i["name"] == layout.GUEST_IMAGE_NAME)
     network = sess.get(f"/v2.0/networks?name={layout.TENANT_NETWORK_NAME}",
                        endpoint_filter={"service_type": "network"}).json()["networks"][0]["id"]
     flavor = nova.find_flavor(f"lm.small.{bootstrap.SCALE_SUFFIX}")
-    server_id = nova.boot(name, image, flavor["id"], "hv1", network, agent_user_data(AGENT))
+    server_id = nova.boot(name, image, flavor["id"], "hv1", network,
+                          agent_user_data(agent or AGENT))
     deadline = time.monotonic() + 300
     while (server := nova.server(server_id))["status"] != "ACTIVE":
         if server["status"] == "ERROR" or time.monotonic() > deadline:
@@ -47,20 +53,32 @@ def boot_guest(nova: NovaAdapter, name: str) -> WorkloadVM:
     return vm
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dirty-rate", type=float, default=AGENT["dirty_rate_mib"],
+                        help="the guest dirties memory at this rate, MiB/s")
+    parser.add_argument("--working-set", type=int, default=AGENT["dirty_working_set_mib"],
+                        help="over this many MiB")
+    parser.add_argument("--timeout", type=float, default=240,
+                        help="our own migration timeout, seconds (Nova's may act first)")
+    parser.add_argument("--probe-interval", type=float, default=0.01)
+    parser.add_argument("--nova-completion-timeout", type=float, default=800.0,
+                        help="the computes' live_migration_completion_timeout, s/GiB")
+    options = parser.parse_args(argv)
+    agent = {**AGENT, "dirty_rate_mib": options.dirty_rate,
+             "dirty_working_set_mib": options.working_set}
     nova = NovaAdapter(make_client(bootstrap.admin_session()))
-    vm = boot_guest(nova, "rlm-check")
+    vm = boot_guest(nova, "rlm-check", agent)
     try:
-        policy = MigrationPolicy(timeout=240, status_grace=30)
+        policy = MigrationPolicy(timeout=options.timeout, status_grace=30,
+                                 nova_completion_timeout=options.nova_completion_timeout)
         evacuation = Evacuation(MigrationDriver(nova, policy), [vm], "hv1", "hv2",
-                                ProbeSettings(interval=0.01), pause=1.0,
+                                ProbeSettings(interval=options.probe_interval), pause=1.0,
                                 hypervisor_uris=hypervisor_uris())
         trip = evacuation.round_trip()
         answering = vm.ip in readiness.answering([vm.ip], AGENT["udp_echo_port"])
         print(json.dumps({
-            "records": [{k: v for k, v in r.to_dict().items() if k != "progress"}
-                        for r in trip.records],
-            "vms": trip.vms, "probe": trip.probe, "ip": vm.ip,
+            **trip.to_dict(), "ip": vm.ip, "instance_name": vm.instance_name,
             "server": nova.server(vm.id), "answering_after": answering,
         }, default=str))
     finally:

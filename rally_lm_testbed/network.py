@@ -6,9 +6,11 @@ from rally_lm_testbed import layout, netns
 
 MGMT_BRIDGE = "br-mgmt"
 TENANT_BRIDGE = "br-tenant"
-#: Name of the management and tenant interfaces inside every host.
+EXTERNAL_BRIDGE = "br-ext"
+#: Name of the management, tenant and external interfaces inside every host.
 MGMT_DEV = "mgmt0"
 TENANT_DEV = "tenant0"
+EXTERNAL_DEV = "ext0"
 
 
 def _uplink(ns: str, short: str, bridge: str, dev: str, prefix: str) -> None:
@@ -25,18 +27,23 @@ def configure() -> None:
     netns.add_netns(layout.FABRIC)
     netns.add_bridge(MGMT_BRIDGE, layout.FABRIC)
     netns.add_bridge(TENANT_BRIDGE, layout.FABRIC)
+    netns.add_bridge(EXTERNAL_BRIDGE, layout.FABRIC)
     for host in layout.HOSTS:
         netns.add_netns(host.netns)
         _uplink(host.netns, host.name, MGMT_BRIDGE, MGMT_DEV, "m")
         netns.add_address(MGMT_DEV, f"{host.ip}/24", host.netns)
-    for host in layout.COMPUTES:
+    for host in (*layout.COMPUTES, layout.NETWORK_NODE):
         # Unaddressed: the linuxbridge agent puts it into the network's bridge.
         _uplink(host.netns, host.name, TENANT_BRIDGE, TENANT_DEV, "t")
+    _uplink(layout.NETWORK_NODE.netns, layout.NETWORK_NODE.name, EXTERNAL_BRIDGE,
+            EXTERNAL_DEV, "e")
     netns.add_netns(layout.PROBE)
     _uplink(layout.PROBE, "probe", MGMT_BRIDGE, MGMT_DEV, "m")
     _uplink(layout.PROBE, "probe", TENANT_BRIDGE, TENANT_DEV, "t")
+    _uplink(layout.PROBE, "probe", EXTERNAL_BRIDGE, EXTERNAL_DEV, "e")
     netns.add_address(MGMT_DEV, f"{layout.PROBE_MGMT_IP}/24", layout.PROBE)
     netns.add_address(TENANT_DEV, f"{layout.PROBE_TENANT_IP}/24", layout.PROBE)
+    netns.add_address(EXTERNAL_DEV, f"{layout.PROBE_EXTERNAL_IP}/24", layout.PROBE)
 
 
 def cleanup() -> list[str]:

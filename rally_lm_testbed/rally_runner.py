@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,8 +24,30 @@ def env_name() -> str:
     testbed rebuilt with other credentials gets a fresh one instead of a stale one.
     """
     creds = testbed.credentials()
-    digest = hashlib.sha256(f"{creds['OS_AUTH_URL']} {creds['OS_PASSWORD']}".encode())
+    digest = hashlib.sha256(f"{creds['OS_AUTH_URL']} {creds['OS_PASSWORD']} "
+                            f"{layout.RALLY_PROJECT} {layout.RALLY_USER}".encode())
     return f"rally-lm-testbed-{digest.hexdigest()[:8]}"
+
+
+def env_spec() -> dict:
+    """The testbed as an existing cloud: its admin, and the member user tasks run as.
+
+    With ``users`` in the spec, rally-openstack's users context uses them instead
+    of creating a project and user per task (and per validation).
+    """
+    creds = testbed.credentials()
+
+    def user(name: str, project: str) -> dict:
+        return {"username": name, "password": creds["OS_PASSWORD"], "project_name": project,
+                "user_domain_name": creds["OS_USER_DOMAIN_NAME"],
+                "project_domain_name": creds["OS_PROJECT_DOMAIN_NAME"]}
+
+    return {"openstack": {
+        "auth_url": creds["OS_AUTH_URL"], "region_name": creds["OS_REGION_NAME"],
+        "endpoint_type": creds["OS_INTERFACE"], "https_insecure": False,
+        "admin": user(creds["OS_USERNAME"], creds["OS_PROJECT_NAME"]),
+        "users": [user(layout.RALLY_USER, layout.RALLY_PROJECT)],
+        "api_info": {"keystone": {"version": 3, "service_type": "identityv3"}}}}
 
 
 @dataclasses.dataclass
@@ -67,7 +90,12 @@ def ensure_env() -> None:
         rally("db", "create")
     name = env_name()
     if name not in rally("env", "list", check=False).stdout:
-        rally("env", "create", "--name", name, "--from-sysenv")
+        spec = RALLY_HOME / f"{name}.spec.json"  # Rally stores it; the file is not kept
+        spec.write_text(json.dumps(env_spec(), indent=2))
+        try:
+            rally("env", "create", "--name", name, "--spec", str(spec))
+        finally:
+            spec.unlink()
     rally("env", "use", name)
 
 
@@ -121,3 +149,24 @@ def running_tasks() -> list[str]:
 
 def sla_check(uuid: str) -> subprocess.CompletedProcess:
     return rally("task", "sla-check", "--uuid", uuid, check=False)
+
+
+def validate_many(template: Path, args_file: Path,
+                  variants: list[tuple[str, dict]]) -> dict[str, str]:
+    """Rally's validation of each variant (name -> error, "" when valid), one process."""
+    import tempfile
+
+    ensure_env()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(variants, handle)
+    env = {**os.environ, "HOME": str(RALLY_HOME), **testbed.credentials()}
+    proc = subprocess.run(
+        ["ip", "netns", "exec", layout.PROBE, sys.executable, "-m",
+         "rally_lm_testbed.rally_validate", str(RALLY_HOME / "rally.conf"), env_name(),
+         str(template), str(args_file), handle.name],
+        capture_output=True, text=True, timeout=1800, env=env)
+    Path(handle.name).unlink()
+    if proc.returncode != 0:
+        raise RuntimeError(f"validation run failed: {proc.stderr[-3000:]}")
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {a["name"]: a["error"] for a in answers}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -9,9 +10,21 @@ import sys
 import time
 from pathlib import Path
 
-from rally_lm_testbed import compute, controller, hosts, image, layout, netns, network
+from rally_lm_testbed import (
+    ceph,
+    cloud_image,
+    compute,
+    controller,
+    hosts,
+    image,
+    layout,
+    netns,
+    network,
+    network_node,
+    policy,
+)
 
-DEFAULT_MODE = {"storage": "local", "tunnelled": "off"}
+DEFAULT_MODE = {"storage": "local", "tunnelled": "off", "policy": policy.Policy().to_dict()}
 
 
 def log(message: str) -> None:
@@ -20,9 +33,11 @@ def log(message: str) -> None:
 
 def read_mode() -> dict:
     try:
-        return json.loads(layout.MODE_FILE.read_text())
+        mode = json.loads(layout.MODE_FILE.read_text())
     except (OSError, ValueError):
-        return dict(DEFAULT_MODE)
+        mode = {}
+    # A mode file from before policies existed means Nova's default policy.
+    return {**DEFAULT_MODE, **mode}
 
 
 def write_mode(mode: dict) -> None:
@@ -47,7 +62,8 @@ def bootstrap(step: str, *args: str) -> dict:
 def preflight() -> None:
     netns.require_root("rally-lm testbed")
     missing = [tool for tool in ("libvirtd", "nova-compute", "neutron-server", "mariadbd",
-                                 "uwsgi", "bindfs", "genisoimage", "busybox")
+                                 "uwsgi", "bindfs", "genisoimage", "busybox", "ceph-mon",
+                                 "cinder-volume", "neutron-l3-agent", "mmdebstrap", "tcpdump")
                if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
     if missing:
         raise RuntimeError(f"testbed packages missing ({', '.join(missing)}): run "
@@ -59,9 +75,14 @@ def preflight() -> None:
                            "install QEMU 10 from bookworm-backports (tools/install-system-deps.sh)")
 
 
+def all_daemons() -> list[str]:
+    return (ceph.daemons() + controller.DAEMONS
+            + [d for h in layout.COMPUTES for d in compute.daemons(h)]
+            + network_node.daemons())
+
+
 def is_up() -> bool:
-    return all(hosts.running_pid(d) for d in controller.DAEMONS) and all(
-        hosts.running_pid(d) for h in layout.COMPUTES for d in compute.daemons(h))
+    return all(hosts.running_pid(d) for d in all_daemons())
 
 
 def up() -> float:
@@ -71,7 +92,7 @@ def up() -> float:
     if is_up():
         log("already up")
         return 0.0
-    if not any(hosts.running_pid(d) for d in controller.DAEMONS):
+    if not any(hosts.running_pid(d) for d in all_daemons()):
         # Nothing of ours runs: clear leftovers of a killed run first.
         down(quiet=True)
     mode = read_mode()
@@ -80,20 +101,32 @@ def up() -> float:
     network.configure()
     for host in layout.HOSTS:
         hosts.create_host(host)
-    log("guest image")
+    log("guest images (tiny, and a whole-disk cloud image)")
     guest = image.build()
+    cloud = cloud_image.build(log=log)
+    ceph_seconds = ceph.up((layout.CONTROLLER, *layout.COMPUTES), log=log)
+    policy.tls_certificates()
     controller.up(after_keystone=lambda: bootstrap("register"), log=log)
     for host in layout.COMPUTES:
         compute.up(host, mode, log=log)
+    network_node.up(log=log)
+    migration_policy = policy.Policy.from_dict(mode.get("policy"))
+    for host in layout.COMPUTES:
+        policy.shape_link(host, migration_policy.link_mbit)
     log("waiting for both computes and agents")
     wait_computes()
     controller.nova_discover_hosts()
     log(f"  {bootstrap('wait-hypervisors')}")
+    log(f"  {bootstrap('wait-volume-pools')}")
     log(f"  {bootstrap('flavors')}")
     log(f"  {bootstrap('images', str(guest.kernel), str(guest.ramdisk), str(guest.root_disk))}")
+    log(f"  {bootstrap('cloud-image', str(cloud.path))}")
     log(f"  {bootstrap('network')}")
+    log(f"  rally-lm-runs quotas {bootstrap('rally-quotas')}")
     elapsed = time.monotonic() - started
-    log(f"up in {elapsed:.0f}s (mode: storage={mode['storage']} tunnelled={mode['tunnelled']})")
+    log(f"up in {elapsed:.0f}s, Ceph healthy after {ceph_seconds:.0f}s "
+        f"(mode: storage={mode['storage']} tunnelled={mode['tunnelled']} "
+        f"policy={migration_policy.name()})")
     return elapsed
 
 
@@ -101,7 +134,7 @@ def wait_computes() -> None:
     try:
         log(f"  {bootstrap('wait-computes')}")
     except RuntimeError as exc:
-        dead = [d for h in layout.COMPUTES for d in compute.daemons(h) if not hosts.running_pid(d)]
+        dead = [d for d in all_daemons() if not hosts.running_pid(d)]
         details = "".join(f"\n--- {d} ---\n{hosts.tail(hosts.log_file(d))}" for d in dead)
         raise RuntimeError(f"{exc}\ndaemons that died: {dead or 'none'}{details}") from exc
 
@@ -109,9 +142,11 @@ def wait_computes() -> None:
 def down(quiet: bool = False) -> None:
     """Stop everything and remove every namespace, mount and state of the testbed."""
     netns.require_root("rally-lm testbed")
+    network_node.stop_all()
     for host in layout.COMPUTES:
         compute.stop_all(host)
     controller.stop_all()
+    ceph.stop_all()
     removed = network.cleanup()  # kills what is left inside (guests, bindfs, epmd)
     hosts.destroy_host_namespaces()
     if layout.STATE.exists():
@@ -120,13 +155,28 @@ def down(quiet: bool = False) -> None:
         log(f"down: removed namespaces {', '.join(removed) or '(none)'}")
 
 
-def set_mode(storage: str | None, tunnelled: str | None) -> dict:
-    """Switch storage and/or tunnelling; restarts the computes only."""
+def set_mode(storage: str | None, tunnelled: str | None,
+             policy_changes: dict | None = None, reset_policy: bool = False) -> dict:
+    """Switch storage, tunnelling and/or the migration policy; restarts the computes only.
+
+    ``policy_changes`` names Policy fields to change (the rest keep their
+    current values; ``reset_policy`` starts from Nova's defaults instead).
+    Refused before anything changes when Nova would refuse the result.
+    """
     preflight()
     if not is_up():
         raise RuntimeError("the testbed is not up: run `rally-lm testbed up` first")
     mode = read_mode()
-    new = {"storage": storage or mode["storage"], "tunnelled": tunnelled or mode["tunnelled"]}
+    current = policy.Policy() if reset_policy else policy.Policy.from_dict(mode.get("policy"))
+    try:
+        wanted = dataclasses.replace(current, **(policy_changes or {}))
+    except TypeError as exc:
+        raise RuntimeError(f"unknown policy setting: {exc}") from exc
+    new = {"storage": storage or mode["storage"], "tunnelled": tunnelled or mode["tunnelled"],
+           "policy": wanted.to_dict()}
+    problems = wanted.problems(new["tunnelled"] == "on")
+    if problems:
+        raise RuntimeError("; ".join(problems))
     if new["storage"] != mode["storage"]:
         guests = {h.name: guests_on(h) for h in layout.COMPUTES}
         if any(guests.values()):
@@ -138,17 +188,21 @@ def set_mode(storage: str | None, tunnelled: str | None) -> dict:
         _restart_computes(mode)  # leave the testbed as it was
         raise
     write_mode(new)
-    log(f"mode: storage={new['storage']} tunnelled={new['tunnelled']}; waiting for computes")
+    log(f"mode: storage={new['storage']} tunnelled={new['tunnelled']} "
+        f"policy={wanted.name()} link={wanted.link_mbit or 'unshaped'}; waiting for computes")
     wait_computes()
     return new
 
 
 def _restart_computes(mode: dict) -> None:
+    migration_policy = policy.Policy.from_dict(mode.get("policy"))
     for host in layout.COMPUTES:
         compute.services_stop(host)
     for host in layout.COMPUTES:
         compute.storage_apply(host, mode["storage"])
-        compute.nova_compute_configure(host, mode["tunnelled"] == "on")
+        compute.nova_compute_configure(host, mode["tunnelled"] == "on", mode["storage"],
+                                       migration_policy)
+        policy.shape_link(host, migration_policy.link_mbit)
         compute.services_start(host)
 
 
@@ -160,14 +214,16 @@ def guests_on(host: layout.Host) -> list[str]:
 
 
 def status() -> dict:
-    daemons = {d: bool(hosts.running_pid(d)) for d in controller.DAEMONS}
-    for host in layout.COMPUTES:
-        daemons |= {d: bool(hosts.running_pid(d)) for d in compute.daemons(host)}
+    daemons = {d: bool(hosts.running_pid(d)) for d in all_daemons()}
     return {
         "up": all(daemons.values()),
         "mode": read_mode(),
         "services": daemons,
         "guests": {h.name: guests_on(h) for h in layout.COMPUTES},
+        "policy": policy.Policy.from_dict(read_mode().get("policy")).name(),
+        "migration_link": {h.name: policy.link_state(h) for h in layout.COMPUTES}
+        if all(daemons.values()) else {},
+        "ceph": ceph.status() if hosts.running_pid("ceph-mon") else {"health": "not running"},
         "namespaces": [ns for ns in netns.list_netns() if ns.startswith(layout.PREFIX)],
         "logs": str(layout.LOG_DIR),
     }

@@ -22,7 +22,10 @@ if [ "$(id -u)" = 0 ]; then
 fi
 export HOME=${RALLY_LM_TEST_HOME:-$(mktemp -d)}
 set +e
-.venv/bin/python -m pytest -ra -p no:cacheprovider "${suites[@]}" "$@"
+# Tests marked sweep repeat a proven behaviour in a further configuration:
+# left out for CI's time budget; `tools/run-tests.sh -m ""` runs everything.
+.venv/bin/python -m pytest -ra --durations=30 -p no:cacheprovider -m "not sweep" \
+    "${suites[@]}" "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then

@@ -52,8 +52,32 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("action", choices=["up", "down", "status", "env", "mode", "run-task"])
     parser.add_argument("args_file", nargs="?", metavar="ARGS_FILE",
                         help="run-task: a task args file (task_templates/args/testbed-*.yaml)")
-    parser.add_argument("--storage", choices=["local", "shared"], help="mode: storage")
+    parser.add_argument("--storage", choices=["local", "shared", "ceph"], help="mode: storage")
     parser.add_argument("--tunnelled", choices=["on", "off"], help="mode: tunnelling")
+    policy = parser.add_argument_group(
+        "migration policy (mode; Nova's [libvirt] options on both computes, shown by status)")
+    policy.add_argument("--post-copy", choices=["on", "off"],
+                        help="live_migration_permit_post_copy")
+    policy.add_argument("--auto-converge", choices=["on", "off"],
+                        help="live_migration_permit_auto_converge")
+    policy.add_argument("--timeout-action", choices=["abort", "force_complete"],
+                        help="live_migration_timeout_action")
+    policy.add_argument("--completion-timeout", type=int, metavar="S",
+                        help="live_migration_completion_timeout, seconds per GiB (min 2 GiB)")
+    policy.add_argument("--max-downtime", type=int, metavar="MS",
+                        help="live_migration_downtime (Nova's minimum: 100)")
+    policy.add_argument("--downtime-steps", type=int, metavar="N",
+                        help="live_migration_downtime_steps")
+    policy.add_argument("--downtime-delay", type=int, metavar="S",
+                        help="live_migration_downtime_delay, seconds per GiB")
+    policy.add_argument("--bandwidth", type=int, metavar="MIB_S",
+                        help="live_migration_bandwidth (0: unlimited)")
+    policy.add_argument("--native-tls", choices=["on", "off"],
+                        help="live_migration_with_native_tls (certificates made by the testbed)")
+    policy.add_argument("--link-rate", metavar="MBIT|off",
+                        help="shape migration traffic between the computes (tc tbf)")
+    policy.add_argument("--reset-policy", action="store_true",
+                        help="back to Nova's defaults (before the options given)")
     parser.add_argument("--template", help="run-task: task template (default: evacuate_host)")
     parser.add_argument("--out", default="results", help="run-task: where reports go")
     parser.set_defaults(handler=_run_testbed)
@@ -79,6 +103,15 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                         help="a Rally task UUID or a `rally task report --json` file")
     parser.add_argument("--out", default="comparison", help="output directory")
     parser.add_argument("--note", default="", help="a sentence shown at the top")
+    parser.add_argument("--baseline", action="append", metavar="SEED_JSON",
+                        help="a result file of the seed (osic/benchmarking_live-migration "
+                             "benchmarker_results/lvm_tun_*_storage_*.json), shown beside "
+                             "ours as ratios between cells; repeat for each file")
+    parser.add_argument("--baseline-source", metavar="OWNER/REPO@COMMIT",
+                        help="where the baseline files come from, recorded as provenance")
+    parser.add_argument("--title", default=None,
+                        help="the document's title (default: the seed matrix's; a policy "
+                             "sweep's cells get a policy column whatever the title)")
     parser.set_defaults(handler=_run_report)
 
 
@@ -86,6 +119,59 @@ def _run_report(args: argparse.Namespace) -> int:
     from rally_lm.cli import report_cmd
 
     return report_cmd.run(args)
+
+
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "study",
+        help="the seed's whole study: every matrix cell as a Rally task, then one comparison",
+        description="Run storage (local, ceph) x tunnelling (off, on) x flavor (small, medium, "
+        "large), and one volume-backed cell, each as a Rally task (6 VMs, round trips as "
+        "asked), switching the embedded testbed's mode between cells (root), or against "
+        "your cloud with --cloud. Resumable: a rerun skips the cells already done.")
+    parser.add_argument("--out", default="study", help="output directory (default ./study)")
+    parser.add_argument("--matrix", choices=["seed", "policies"], default="seed",
+                        help="seed: storage x tunnelling x flavor; policies: each "
+                             "task_templates/args/policy-*.yaml x dirty rates 2, 8, 24 MiB/s "
+                             "over an 80 Mbit/s migration link (testbed only)")
+    parser.add_argument("--vms", type=int, help="VMs per cell (the seed: 6; policies: 1)")
+    parser.add_argument("--round-trips", type=int, default=2,
+                        help="round trips per cell (the seed: 20; default 2 fits the "
+                             "testbed's 45-minute budget)")
+    parser.add_argument("--cells", nargs="*", metavar="PATTERN",
+                        help="only cells matching, e.g. ceph-off or large")
+    parser.add_argument("--no-volume-cell", action="store_true",
+                        help="leave out the volume-backed cell")
+    parser.add_argument("--disk-fill-percent", type=int, default=0,
+                        help="fill each VM's disk to this share (the seed: 50)")
+    parser.add_argument("--probe-interval", type=float,
+                        help="seconds between echo requests (testbed 0.02, cloud 0.01)")
+    parser.add_argument("--icmp", choices=["on", "off"],
+                        help="ICMP beside UDP echo (testbed off, cloud on)")
+    parser.add_argument("--tcp-rate", type=int, metavar="BYTES_S",
+                        help="TCP stream per VM (testbed 10240, cloud 102400 as the seed)")
+    parser.add_argument("--cloud", metavar="ARGS_FILE",
+                        help="run against the current Rally environment's cloud, with this "
+                             "task args file (hosts, image, network, storage and tunnelling "
+                             "labels); only its own storage/tunnelling cells run")
+    parser.add_argument("--flavors", metavar="SMALL,MEDIUM,LARGE",
+                        help="with --cloud: your flavors for the seed's three sizes")
+    parser.add_argument("--baseline", action="append", metavar="SEED_JSON",
+                        help="a seed result file to compare shapes with (repeatable)")
+    parser.add_argument("--baseline-source", metavar="OWNER/REPO@COMMIT",
+                        help="provenance of the baseline files")
+    parser.add_argument("--note", default="", help="a sentence shown at the top")
+    parser.set_defaults(handler=_run_study)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from rally_lm.cli import study_cmd
+
+    try:
+        return study_cmd.run(args)
+    except (RuntimeError, PermissionError, FileNotFoundError, ValueError) as exc:
+        print(f"rally-lm study: {exc}", file=sys.stderr)
+        return 2
 
 
 def _add_influx_replay(sub: argparse._SubParsersAction) -> None:
@@ -118,9 +204,10 @@ def _run_influx_replay(args: argparse.Namespace) -> int:
         print(f"rally-lm influx-replay: {exc}", file=sys.stderr)
         return 2
     stats = replay_spool(settings, spool)
-    print(f"replayed {stats.replayed} point(s); {stats.spooled} still spooled"
+    print(f"replayed {stats.replayed} point(s); {stats.spooled} still spooled; "
+          f"{stats.rejected} rejected (kept in {spool}.rejected)"
           + (f" ({stats.last_error})" if stats.last_error else ""))
-    return 0 if not stats.last_error else 1
+    return 0 if not (stats.failed or stats.spooled) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe(sub)
     _add_testbed(sub)
     _add_report(sub)
+    _add_study(sub)
     _add_influx_replay(sub)
     return parser
 

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rally_lm.report import cells, render
+from rally_lm.report import baseline, cells, render
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -41,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
         print("rally-lm report: no LiveMigration.evacuate_host workload in the input",
               file=sys.stderr)
         return 2
-    html, markdown = render.render(found, Path(args.out), note=args.note)
+    try:
+        seed = [cell for path in (args.baseline or [])
+                for cell in baseline.load(Path(path), args.baseline_source)]
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"rally-lm report: baseline: {exc}", file=sys.stderr)
+        return 2
+    titled = {"title": args.title} if args.title else {}  # else render's own default
+    html, markdown = render.render(found, Path(args.out), note=args.note, baseline=seed,
+                                   **titled)
     print(f"comparison of {len(found)} cell(s):\n  {html}\n  {markdown}")
     return 0

@@ -56,6 +56,10 @@ class NovaAdapter:
             raise NovaError(f"{exc}", getattr(exc, "code", None)) from exc
         except ks_exc.ConnectionError as exc:
             raise NovaError(f"Nova is unreachable: {exc}") from exc
+        except ks_exc.ClientException as exc:
+            # Authentication, catalog and timeout failures of keystoneauth.
+            raise NovaError(f"{type(exc).__name__}: {exc}",
+                            getattr(exc, "http_status", None)) from exc
 
     # -- the cloud ----------------------------------------------------------
 
@@ -71,6 +75,21 @@ class NovaAdapter:
             for s in services
         ]
 
+    def cloud_facts(self) -> dict[str, str]:
+        """Nova's max microversion, compute service versions, hypervisor types/versions."""
+        facts = {"nova max microversion": self.max_microversion()}
+        services = self._wrap(self._nova.services.list, binary="nova-compute")
+        versions = sorted({str(_field(s, "version")) for s in services
+                           if _field(s, "version") is not None})
+        if versions:
+            facts["nova-compute service versions"] = ", ".join(versions)
+        hypervisors = self._wrap(self._nova.hypervisors.list, detailed=True)
+        kinds = sorted({f"{_field(h, 'hypervisor_type')} {_field(h, 'hypervisor_version')}"
+                        for h in hypervisors})
+        if kinds:
+            facts["hypervisors"] = ", ".join(kinds)
+        return facts
+
     def find_flavor(self, name_or_id: str) -> dict | None:
         for flavor in self._wrap(self._nova.flavors.list, is_public=None):
             if name_or_id in (flavor.id, flavor.name):
@@ -81,8 +100,16 @@ class NovaAdapter:
     # -- servers ------------------------------------------------------------
 
     def boot(self, name: str, image_id: str, flavor_id: str, host: str, network_id: str,
-             userdata: str | None = None, security_groups: list[str] | None = None) -> str:
+             userdata: str | None = None, security_groups: list[str] | None = None,
+             volume_size_gb: int | None = None) -> str:
+        """Boot pinned to ``host``; from a new volume of ``volume_size_gb`` if given."""
         extra = {"security_groups": security_groups} if security_groups else {}
+        if volume_size_gb:
+            extra["block_device_mapping_v2"] = [{
+                "uuid": image_id, "source_type": "image", "destination_type": "volume",
+                "volume_size": volume_size_gb, "boot_index": 0,
+                "delete_on_termination": True}]
+            image_id = None
         server = self._wrap(self._nova.servers.create, name=name, image=image_id,
                             flavor=flavor_id, nics=[{"net-id": network_id}], host=host,
                             userdata=userdata, config_drive=True, **extra)
@@ -109,6 +136,8 @@ class NovaAdapter:
             "vm_state": _field(server, "OS-EXT-STS:vm_state"),
             "addresses": addresses,
             "fault": (_field(server, "fault") or {}).get("message"),
+            # Microversion 2.47+ embeds the flavor; Nova's timeouts scale with its RAM.
+            "ram_mb": (_field(server, "flavor") or {}).get("ram"),
         }
 
     def list_servers(self) -> list[dict]:
@@ -128,6 +157,13 @@ class NovaAdapter:
             self._nova.servers.delete(server_id)
         except nova_exc.NotFound:
             return
+
+    def console_output(self, server_id: str, lines: int | None = None) -> str:
+        """The server's console log (what the agent printed, among others)."""
+        return self._wrap(self._nova.servers.get_console_output, server_id, length=lines)
+
+    def reboot(self, server_id: str, hard: bool = False) -> None:
+        self._wrap(self._nova.servers.reboot, server_id, "HARD" if hard else "SOFT")
 
     def diagnostics(self, server_id: str) -> dict:
         _resp, body = self._wrap(self._nova.servers.diagnostics, server_id)

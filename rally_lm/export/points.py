@@ -11,23 +11,27 @@ Point = tuple[str, dict[str, Any], dict[str, Any], float]
 
 
 def migration_points(record: MigrationRecord, tags: dict[str, Any]) -> Iterator[Point]:
-    """One lm_migration point (at the API call) and start/end lm_migration_event points."""
+    """One lm_migration point (at the API call) and start/end lm_migration_event points.
+
+    Fields are the Migrations table's columns (rally_lm.task.output), so a
+    dashboard and the Rally report show the same definitions.
+    """
+    from rally_lm.task.output import MIGRATION_COLUMNS, migration_row
+
     base = {**tags, "vm": record.vm, "direction": record.direction,
             "source_host": record.source, "target_host": record.target}
-    network = record.measurements.get("network", {})
-    hyper = record.measurements.get("hypervisor", {})
-    tcp = record.measurements.get("tcp", {})
-    yield ("lm_migration", {**base, "outcome": record.outcome}, {
-        "duration_s": float(record.duration),
-        "nova_completed_s": record.nova_completed_after,
-        "network_downtime_ms": network.get("downtime_ms"),
-        "hypervisor_downtime_ms": hyper.get("downtime_ms"),
-        "hypervisor_total_ms": hyper.get("total_ms"),
-        "convergence_ms": network.get("convergence_ms"),
-        "lost": network.get("lost"), "late": network.get("late"),
-        "tcp_max_stall_ms": tcp.get("max_stall_ms"),
-        "succeeded": record.succeeded,
-    }, record.started_at)
+    row = dict(zip(MIGRATION_COLUMNS, migration_row(record), strict=True))
+    fields = {k: v for k, v in row.items()
+              if k.endswith(("_ms", "_s", "_mib")) or k in ("lost", "late", "held",
+                                                             "iterations", "tcp_resets",
+                                                             "throttle_max_pct")}
+    fields = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool)
+                  and k.endswith(("_ms", "_s", "_mib")) else v) for k, v in fields.items()}
+    fields["succeeded"] = record.succeeded
+    # How the copy ended and whose timeout acted: few values, so tags to group by.
+    extra = {k: row[k] for k in ("copy_mode", "timeout_by") if row[k] is not None}
+    yield ("lm_migration", {**base, "outcome": record.outcome, **extra}, fields,
+           record.started_at)
     yield ("lm_migration_event", {**base, "event": "start"}, {"value": 1}, record.started_at)
     yield ("lm_migration_event", {**base, "event": "end", "outcome": record.outcome},
            {"value": 1}, record.finished_at)

@@ -11,13 +11,33 @@ migration that went wrong - it records the outcome and a failure class:
 ``refused``        the API said no, or a pre-check failed before any data
                    moved (e.g. tunnelled + block migration)
 ``error``          the migration failed, the server is still on its source
-``timeout_aborted``  the timeout hit and the migration was aborted
+``timeout_aborted``  the timeout hit and the migration was aborted: ours
+                   (``migration_timeout``, ``on_timeout: abort``) or Nova's
+                   (``live_migration_completion_timeout``, action ``abort``);
+                   ``timeout_by`` says whose. Nova records its own abort as
+                   ``cancelled`` - or as ``failed`` when the job has ended
+                   before its monitor's next look; a ``failed`` job that ran
+                   past Nova's deadline (``nova_completion_timeout``) while
+                   nobody called the abort API is this class too
 ``timeout_forced``   the timeout hit and the migration was forced to complete
+                   (ours: ``on_timeout: force_complete``; Nova's: action
+                   ``force_complete``, seen by libvirt as a switch to
+                   post-copy or a paused guest)
 ``stale_status``   Nova's record and the server's host/status still disagree
                    after the grace period (the seed saw this), or libvirt runs
                    the guest on another host than the one Nova names
 ``lost``           the server is gone or in ERROR
+``skipped``        never attempted: before its turn the server was not ACTIVE
+                   on the host it should leave (the reason says where it was)
+``unknown``        Nova's API kept failing after the migration, so how it
+                   ended could not be learnt (not a migration failure)
+``tool_error``     rally_lm itself failed while driving this migration (not a
+                   migration failure; the reason is the exception)
 =================  ==========================================================
+
+Only ``completed`` and ``timeout_forced`` count as success; every other
+class counts against the success rate, whose denominator is every planned
+migration.
 """
 
 from __future__ import annotations
@@ -35,7 +55,12 @@ MAX_REQUESTS_PER_SECOND = 5
 #: How often a refused abort or force-complete is asked again.
 ACTION_RETRY_SECONDS = 2.0
 OUTCOMES = ("completed", "refused", "error", "timeout_aborted", "timeout_forced",
-            "stale_status", "lost")
+            "stale_status", "lost", "skipped", "unknown", "tool_error")
+SUCCEEDED = ("completed", "timeout_forced")
+#: Outcomes that say nothing about the cloud's migrations, only about our view.
+NOT_MIGRATION_FAILURES = ("unknown", "tool_error")
+#: Outcomes whose guest never left its host's hands: no downtime to speak of.
+NEVER_STARTED = ("refused", "skipped")
 ON_TIMEOUT = ("abort", "force_complete", "wait")
 
 
@@ -49,10 +74,16 @@ class MigrationPolicy:
     status_grace: float = 60.0
     #: With ``on_timeout: wait``, abort after this many timeouts after all.
     wait_limit: float = 10.0
+    #: The cloud's ``[libvirt] live_migration_completion_timeout``, seconds per
+    #: GiB (Nova's default 800; 0: the cloud has none). Only read to name who
+    #: ended a migration Nova calls ``failed``.
+    nova_completion_timeout: float = 800.0
 
     def __post_init__(self) -> None:
         if self.on_timeout not in ON_TIMEOUT:
             raise ValueError(f"on_timeout must be one of {', '.join(ON_TIMEOUT)}")
+        if self.nova_completion_timeout < 0:
+            raise ValueError("nova_completion_timeout must be >= 0 (0: none)")
         if self.timeout <= 0 or self.poll_interval <= 0 or self.status_grace < 0:
             raise ValueError("timeout and poll_interval must be positive, status_grace >= 0")
         polls = 1.0 / self.poll_interval
@@ -90,9 +121,15 @@ class MigrationRecord:
     libvirt_states: dict[str, str] = dataclasses.field(default_factory=dict)
     timed_out: bool = False
     timeout_action: str | None = None
+    #: Whose timeout ended it: "tool" (migration_timeout) or "nova"
+    #: (live_migration_completion_timeout); None when no timeout acted.
+    timeout_by: str | None = None
     action_attempts: int = 0
     action_accepted_after: float | None = None
     progress: list[dict] = dataclasses.field(default_factory=list)
+    #: Seconds after the call of the last progress look that found Nova's job
+    #: not yet running (0: the call itself): the job started after it.
+    not_running_at: float = 0.0
     events: list[dict] = dataclasses.field(default_factory=list)
     #: Monotonic window (for the probes), not serialized as wall time.
     window: tuple[float, float] = (0.0, 0.0)
@@ -100,10 +137,22 @@ class MigrationRecord:
 
     @property
     def succeeded(self) -> bool:
-        return self.outcome in ("completed", "timeout_forced")
+        return self.outcome in SUCCEEDED
+
+    @property
+    def touched_guest(self) -> bool:
+        """Whether the migration reached the hypervisor (its downtime counts)."""
+        return self.outcome not in NEVER_STARTED
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MigrationRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        record.window = tuple(record.window)
+        return record
 
 
 class MigrationFinished:
@@ -233,6 +282,9 @@ class MigrationDriver:
             return False
         before = {k: v for k, v in record.progress[-1].items() if k != "t"} \
             if record.progress else None
+        seen_running = any(p.get("status") == "running" for p in record.progress)
+        if not seen_running and all(m.get("status") != "running" for m in running):
+            record.not_running_at = round(self.clock() - start, 3)
         for migration in running:
             record.migration_id = migration["id"]
             record.migration_uuid = migration["uuid"]
@@ -268,12 +320,26 @@ class MigrationDriver:
         return True
 
     def _settle(self, record: MigrationRecord, known: set[int], start: float) -> None:
-        """Wait (up to the grace period) for Nova's record to agree, then classify."""
+        """Wait (up to the grace period) for Nova's record to agree, then classify.
+
+        Nova's API may fail meanwhile (a 503, a restarting nova-api): such
+        reads are retried until the grace period ends; if the server could
+        never be read, the outcome is ``unknown``.
+        """
         deadline = self.clock() + self.policy.status_grace
+        server: dict | None = None
+        seen_server = False
+        api_error: NovaError | None = None
         while True:
             migration = self._own_record(record, known)
-            server = self.adapter.server(record.server_id)
-            if self._consistent(record, migration, server) or self.clock() >= deadline:
+            try:
+                server = self.adapter.server(record.server_id)
+                seen_server, api_error = True, None
+            except NovaError as exc:
+                api_error = exc
+            if (seen_server and api_error is None
+                    and self._consistent(record, migration, server)) \
+                    or self.clock() >= deadline:
                 break
             self.sleep(1.0)
         if migration is not None:
@@ -284,13 +350,21 @@ class MigrationDriver:
             record.nova_updated_at = migration["updated_at"]
             if migration["status"] == "completed":
                 record.nova_completed_after = round(self.clock() - start, 3)
-        if server is not None:
-            record.final_host, record.final_status = server["host"], server["status"]
         try:
             record.events = self.adapter.action_events(record.server_id)
         except NovaError:
             record.events = []
-        record.outcome, reason = classify(record, migration, server)
+        if api_error is not None:
+            record.outcome = "unknown"
+            record.error = (f"Nova's API failed while the migration settled, so how it ended "
+                            f"is unknown: {api_error}")
+            return
+        if server is not None:
+            record.final_host, record.final_status = server["host"], server["status"]
+        record.outcome, reason = classify(record, migration, server,
+                                          self.policy.nova_completion_timeout)
+        if record.outcome in ("timeout_aborted", "timeout_forced"):
+            record.timeout_by = "tool" if record.timed_out else "nova"
         if reason and not record.error:
             record.error = reason
         if record.outcome == "refused":
@@ -337,9 +411,41 @@ class MigrationDriver:
         return server["host"] == expected
 
 
+def nova_deadline(completion_timeout: float, ram_mb: int | None) -> float | None:
+    """Seconds after which Nova's monitor acts on a job: its timeout x data GiB.
+
+    Nova multiplies ``live_migration_completion_timeout`` by the guest's RAM in
+    GiB, at least 2, plus each block-migrated disk's file size (at least 2 GiB
+    each). The disks are not known from the API, so this is the deadline
+    without them: the earliest Nova can act.
+    """
+    if not completion_timeout or ram_mb is None:
+        return None
+    return completion_timeout * max(ram_mb / 1024.0, 2.0)
+
+
+def _ran_for(record: MigrationRecord) -> float:
+    """How long Nova's job ran at most: from the last look that found it not running.
+
+    Nova marks the migration running just before its monitor starts the
+    clock, so the clock started between that look and the first ``running``
+    sight; polls are seconds apart when the API is slow, and the first sight
+    alone would undercount the run by as much.
+    """
+    first_running = next((i for i, p in enumerate(record.progress)
+                          if p.get("status") == "running"), len(record.progress))
+    before = [p["t"] for p in record.progress[:first_running]]
+    return record.duration - max([record.not_running_at, *before])
+
+
 def classify(record: MigrationRecord, migration: dict | None,
-             server: dict | None) -> tuple[str, str | None]:
-    """(outcome, reason) from the final view of the migration record and server."""
+             server: dict | None, nova_completion_timeout: float = 0.0,
+             ) -> tuple[str, str | None]:
+    """(outcome, reason) from the final view of the migration record and server.
+
+    ``nova_completion_timeout`` (s/GiB, 0: unknown) lets a ``failed`` job that
+    outlived Nova's deadline be named Nova's timeout abort.
+    """
     if server is None:
         return "lost", "the server no longer exists"
     if server["status"] == "ERROR":
@@ -368,11 +474,27 @@ def classify(record: MigrationRecord, migration: dict | None,
     if record.timed_out and record.timeout_action == "abort" and \
             record.action_accepted_after is not None:
         return "timeout_aborted", None
+    abort_called = any(e["event"] == "compute_live_migration_abort" for e in record.events)
+    if status == "cancelled" and not record.timed_out and not abort_called:
+        # Nobody called the abort API: Nova's monitor aborted the job itself.
+        return "timeout_aborted", ("Nova aborted the job after its "
+                                   "live_migration_completion_timeout")
     failed = [e for e in record.events if e.get("result") == "Error"]
     reason = next((f": {e['reason']}" for e in failed if e.get("reason")), "")
     if not any(e["event"] == "compute_live_migration" for e in record.events):
         where = failed[0]["event"] if failed else "a pre-check"
         return "refused", f"refused by {where} before any data moved ({status}){reason}"
+    deadline = nova_deadline(nova_completion_timeout, server.get("ram_mb"))
+    ran = _ran_for(record)
+    if status == "failed" and deadline is not None and not record.timed_out and \
+            not abort_called and ran >= deadline:
+        # Nova's monitor aborted the job; when the job has gone before its next
+        # look it cannot tell a cancelled job from a failed one
+        # (nova.virt.libvirt.migration.find_job_type) and records "failed".
+        return "timeout_aborted", (f"Nova says failed, but the job ran for up to "
+                                   f"{ran:.0f} s, reaching Nova's completion timeout "
+                                   f"({nova_completion_timeout:g} s/GiB: {deadline:.0f} s) "
+                                   "and nobody called the abort API: Nova aborted it")
     return "error", (f"the migration ended {status}; the server is still on "
                      f"{record.source}{reason}")
 

@@ -10,14 +10,19 @@ Transports:
   kernel allows it (``net.ipv4.ping_group_range``), the unprivileged datagram
   ICMP socket. ``transport`` on the probe says which one was used.
 * ``udp`` - datagrams to a UDP echo service (RFC 862), e.g. the guest agent.
+
+A reply's time is the kernel's receive timestamp (``SO_TIMESTAMPNS``), not
+the moment the probe thread got round to reading it: on a benchmark host
+whose CPUs are busy (emulated guests, other probes) the thread can be late
+by tens of milliseconds, and every outage would end that much late.
 """
 
 from __future__ import annotations
 
 import array
 import errno
+import math
 import os
-import selectors
 import socket
 import struct
 import threading
@@ -43,10 +48,16 @@ class ProbeNotPermitted(ProbeError):
     """Neither a raw nor a datagram ICMP socket may be opened here."""
 
 
+_WORDS = {}
+
+
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    words = _WORDS.get(len(data))
+    if words is None:
+        words = _WORDS[len(data)] = struct.Struct(f"!{len(data) // 2}H")
+    total = sum(words.unpack(data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
@@ -76,6 +87,34 @@ def _ping_group_range() -> tuple[int, int]:
         return int(low), int(high)
     except (OSError, ValueError):
         return 1, 0
+
+
+# Python does not name them; the value is Linux's asm-generic/socket.h
+# (SO_TIMESTAMPNS_OLD: a native struct timespec, which on 64-bit is 64-bit).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+_TIMESPEC = struct.Struct("@qq")
+# Linux's linux/icmp.h: a raw ICMP socket's filter, a bit mask of the types to drop.
+SOL_RAW, ICMP_FILTER = 255, 1
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def arrival_time(ancillary: list[tuple[int, int, bytes]], monotonic_now: float,
+                 wall_now: float) -> float:
+    """When the kernel received a datagram, on the monotonic clock.
+
+    ``ancillary`` is ``recvmsg``'s; its ``SCM_TIMESTAMPNS`` is wall-clock time,
+    moved onto the monotonic clock by the offset between the two clocks read
+    now. Without a timestamp, or with one from the future (the wall clock
+    stepped), the read time stands.
+    """
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS \
+                and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            received = monotonic_now - (wall_now - (seconds + nanoseconds / 1e9))
+            return min(received, monotonic_now)
+    return monotonic_now
 
 
 class DowntimeProbe:
@@ -124,6 +163,8 @@ class DowntimeProbe:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
+        #: When the probe thread failed (monotonic): later records are incomplete.
+        self.failed_at: float | None = None
 
     @staticmethod
     def _resolve(target: str) -> str:
@@ -135,11 +176,17 @@ class DowntimeProbe:
     def _open_socket(self) -> socket.socket:
         if self.protocol == "icmp":
             sock, self.transport = open_icmp_socket()
+            if self.transport == "raw":
+                # A raw ICMP socket gets a copy of every ICMP packet the host
+                # receives; let the kernel drop all but echo replies.
+                sock.setsockopt(SOL_RAW, ICMP_FILTER,
+                                struct.pack("I", 0xFFFFFFFF & ~(1 << _ICMP_ECHO_REPLY)))
         else:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.transport = "udp"
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setblocking(False)
         return sock
 
@@ -153,12 +200,16 @@ class DowntimeProbe:
         self._thread.start()
         return self
 
-    def stop(self) -> list[TargetTimeline]:
+    def stop(self, raise_on_failure: bool = True) -> list[TargetTimeline]:
+        """Stop probing; the timelines, up to ``failed_at`` if the probe thread failed.
+
+        With ``raise_on_failure`` a failed probe raises ProbeError instead.
+        """
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
         self._sock.close()
-        if self.failure is not None:
+        if self.failure is not None and raise_on_failure:
             raise ProbeError(f"downtime probe failed: {self.failure}") from self.failure
         return self._timelines
 
@@ -191,16 +242,16 @@ class DowntimeProbe:
         try:
             self._loop()
         except Exception as exc:  # noqa: BLE001 - surfaced by stop()
+            self.failed_at = time.monotonic()
             self.failure = exc
 
     def _loop(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ)
         count = len(self.addresses)
-        # Spread targets across the interval so a burst never queues behind itself.
-        step = self.interval / count
+        # One round of requests, one per target, each interval: the thread wakes
+        # once per round instead of once per request (its CPU cost is mostly
+        # wake-ups), and requests to different targets never queue behind each
+        # other anywhere but in this socket's send buffer (microseconds).
         next_send = time.monotonic()
-        slot = 0
         stop_at = None
         while True:
             now = time.monotonic()
@@ -209,20 +260,26 @@ class DowntimeProbe:
             if stop_at is not None:
                 if now >= stop_at:
                     break
-            else:
-                while now >= next_send:
-                    self._send(slot)
-                    slot = (slot + 1) % count
-                    next_send += step
-                    if now - next_send > self.interval:
-                        # Starved of CPU: skip ahead; the send times show the gap.
-                        next_send = now
+            elif now >= next_send:
+                sent = [self._send(index) for index in range(count)]
+                with self._lock:
+                    for timeline, sent_at in zip(self._timelines, sent, strict=True):
+                        timeline.sent.append(sent_at)
+                        timeline.received.append(math.nan)
+                next_send += self.interval
+                if now - next_send > self.interval:
+                    # Starved of CPU: skip ahead; the send times show the gap.
+                    next_send = now
+            # Replies carry the kernel's receive time, so reading them once a
+            # round loses nothing; waking for each one would cost a wake-up each.
             wake = stop_at if stop_at is not None else next_send
-            for _key, _mask in selector.select(max(0.0, wake - time.monotonic())):
-                self._receive_all()
-        selector.close()
+            delay = wake - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._receive_all()
 
-    def _send(self, index: int) -> None:
+    def _send(self, index: int) -> float:
+        """Send target ``index`` its next request; when it was sent (recorded by the caller)."""
         timeline = self._timelines[index]
         seq = len(timeline.sent)
         payload = _PAYLOAD.pack(_MAGIC, self._token, index, seq)
@@ -236,6 +293,9 @@ class DowntimeProbe:
         else:
             packet = payload
             destination = (self.addresses[index], self.udp_port)
+        # Stamped before the call: the reply's kernel timestamp can come before
+        # sendto returns (loopback), and a round trip is never negative.
+        sent_at = time.monotonic()
         try:
             self._sock.sendto(packet, destination)
         except OSError as exc:
@@ -243,21 +303,20 @@ class DowntimeProbe:
                                  errno.ENOBUFS, errno.EHOSTDOWN, errno.ECONNREFUSED):
                 raise
             timeline.errors += 1
-        with self._lock:
-            timeline.sent.append(time.monotonic())
-            timeline.received.append(float("nan"))
+        return sent_at
 
     def _receive_all(self) -> None:
         while True:
             try:
-                data, (address, _port) = self._sock.recvfrom(2048)
+                data, ancillary, _flags, (address, _port) = self._sock.recvmsg(
+                    2048, _ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionRefusedError:
                 # ICMP port unreachable from a UDP target: counts as no reply.
                 continue
-            now = time.monotonic()
-            self._record_reply(data, address, now)
+            self._record_reply(data, address, arrival_time(ancillary, time.monotonic(),
+                                                           time.time()))
 
     def _record_reply(self, data: bytes, address: str, now: float) -> None:
         if self.protocol == "icmp":

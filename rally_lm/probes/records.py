@@ -33,6 +33,15 @@ class ProbeClock:
     def to_monotonic(self, wall: float) -> float:
         return self.monotonic + (wall - self.wall)
 
+    def drift_ms(self) -> float:
+        """How far the wall clock has moved against the monotonic one since this reading.
+
+        Wall-clock events (libvirt's, Nova's) are mapped with the one reading;
+        a drift of more than a few ms (NTP slewing, a step) makes that mapping
+        and so the phase boundaries from other clocks that much less exact.
+        """
+        return ((time.time() - self.wall) - (time.monotonic() - self.monotonic)) * 1000.0
+
 
 @dataclasses.dataclass
 class Outage:
@@ -101,10 +110,17 @@ class TargetTimeline:
 
 @dataclasses.dataclass
 class TcpStall:
-    """A span with bytes outstanding and no verified progress."""
+    """A span with bytes outstanding and no verified progress.
+
+    ``disconnected``: the connection broke during the stall, and the stall
+    lasts until a new connection verified its first record (or the probe
+    stopped: then ``ongoing``).
+    """
 
     start: float
     end: float
+    disconnected: bool = False
+    ongoing: bool = False
 
     @property
     def duration_ms(self) -> float:
@@ -126,6 +142,8 @@ class TcpContinuity:
     connected: bool = False
     original_connection_survived: bool = False
     stalls: list[TcpStall] = dataclasses.field(default_factory=list)
+    #: When each connection broke (probe clock), in order.
+    reset_times: list[float] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -140,7 +158,14 @@ class TcpContinuity:
         data = dataclasses.asdict(self)
         data["max_stall_ms"] = round(self.max_stall_ms, 3)
         data["stalls"] = [
-            {"start": s.start, "end": s.end, "duration_ms": round(s.duration_ms, 3)}
+            {"start": s.start, "end": s.end, "duration_ms": round(s.duration_ms, 3),
+             "disconnected": s.disconnected, "ongoing": s.ongoing}
             for s in self.stalls
         ]
         return data
+
+    def stalls_in(self, start: float, end: float) -> list[TcpStall]:
+        return [s for s in self.stalls if s.start < end and s.end > start]
+
+    def resets_in(self, start: float, end: float) -> int:
+        return sum(1 for t in self.reset_times if start <= t <= end)

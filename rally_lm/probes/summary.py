@@ -48,6 +48,8 @@ def tcp_summary(result: TcpContinuity, clock: ProbeClock) -> dict[str, Any]:
             "start": round(clock.to_wall(s.start), 6),
             "end": round(clock.to_wall(s.end), 6),
             "duration_ms": round(s.duration_ms, 3),
+            "disconnected": s.disconnected,
+            "ongoing": s.ongoing,
         }
         for s in result.stalls
     ]

@@ -27,6 +27,9 @@ from collections.abc import Sequence
 from rally_lm.probes.records import ProbeClock, TcpContinuity, TcpStall
 
 RECORD_SIZE = 256
+#: Seconds between rounds of sends: records due in between go out together,
+#: stamped with the round's time (far below the stall threshold).
+SEND_ROUND = 0.01
 _HEADER = struct.Struct("!4sQ")
 _TRAILER = struct.Struct("!I")
 _MAGIC = b"RLMT"
@@ -68,6 +71,8 @@ class _Stream:
     last_progress: float = 0.0
     retry_at: float = 0.0
     connections: int = 0
+    #: Set while the stream is broken: when it stopped making progress.
+    stalled_since: float | None = None
 
 
 class TcpContinuityProbe:
@@ -100,6 +105,8 @@ class TcpContinuityProbe:
         ]
         self._selector = selectors.DefaultSelector()
         self._stopping = threading.Event()
+        # Read by the probe thread as soon as _stopping is set: set it first.
+        self._drain = 2.0
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
         self.clock = ProbeClock.now()
@@ -115,13 +122,18 @@ class TcpContinuityProbe:
 
     def stop(self, drain: float = 2.0) -> list[TcpContinuity]:
         """Stop sending, give echoes ``drain`` seconds to return, then close."""
-        self._stopping.set()
         self._drain = drain
+        self._stopping.set()
         if self._thread is not None:
             self._thread.join()
         now = time.monotonic()
         for stream in self._streams:
             self._close(stream, now, reason=None)
+            if stream.stalled_since is not None:
+                # Never got going again: the stall lasts until the probe stopped.
+                stream.result.stalls.append(TcpStall(
+                    start=stream.stalled_since, end=now, disconnected=True, ongoing=True))
+                stream.stalled_since = None
         self._selector.close()
         if self.failure is not None:
             raise RuntimeError(f"TCP continuity probe failed: {self.failure}") from self.failure
@@ -173,10 +185,18 @@ class TcpContinuityProbe:
             self._selector.modify(sock, selectors.EVENT_READ, stream)
 
     def _close(self, stream: _Stream, now: float, reason: str | None) -> None:
-        """Drop a connection; bytes it never echoed back are lost."""
+        """Drop a connection; bytes it never echoed back are lost.
+
+        A connection that breaks (``reason``) leaves the stream stalled until
+        a new connection verifies its first record: time without a connection
+        is stall time.
+        """
         if stream.sock is None:
             return
-        self._finish_stall(stream, now)
+        if reason is None:
+            self._finish_stall(stream, now)
+        elif stream.stalled_since is None:
+            stream.stalled_since = self._waiting_since(stream, now)
         try:
             self._selector.unregister(stream.sock)
         except (KeyError, ValueError):
@@ -189,6 +209,7 @@ class TcpContinuityProbe:
         stream.conn_sent = stream.conn_verified = 0
         if reason is not None:
             stream.result.resets += 1
+            stream.result.reset_times.append(now)
             stream.result.original_connection_survived = False
             stream.result.errors.append(reason)
             stream.retry_at = now + 0.1
@@ -205,7 +226,7 @@ class TcpContinuityProbe:
             self.failure = exc
 
     def _loop(self) -> None:
-        next_record = time.monotonic()
+        next_record = next_round = time.monotonic()
         stop_at = None
         while True:
             now = time.monotonic()
@@ -214,17 +235,21 @@ class TcpContinuityProbe:
             if stop_at is not None and (now >= stop_at or self._all_drained()):
                 break
             if stop_at is None and now >= next_record:
-                for stream in self._streams:
-                    self._queue_record(stream, now)
-                next_record += self.record_interval
+                # Every record due goes out now: at most one round per SEND_ROUND
+                # (a wake-up per record would cost more than the records).
+                while now >= next_record:
+                    for stream in self._streams:
+                        self._queue_record(stream, now)
+                    next_record += self.record_interval
                 if now - next_record > 1.0:
                     next_record = now
+                next_round = now + SEND_ROUND
             for stream in self._streams:
                 if stream.sock is None and stop_at is None and now >= stream.retry_at:
                     self._connect(stream)
                 if stream.outbox and stream.sock is not None and not stream.connecting:
                     self._flush(stream, now)
-            wake = stop_at if stop_at is not None else next_record
+            wake = stop_at if stop_at is not None else max(next_record, next_round)
             for key, mask in self._selector.select(max(0.0, min(wake - time.monotonic(), 0.05))):
                 stream = key.data
                 if stream.connecting and mask & selectors.EVENT_WRITE:
@@ -304,14 +329,30 @@ class TcpContinuityProbe:
         sent_at = stream.send_times.pop(seq, now)
         for old in [s for s in stream.send_times if s < seq]:
             del stream.send_times[old]
-        waited_since = max(stream.last_progress, sent_at)
-        if now - waited_since >= self.stall_threshold:
-            result.stalls.append(TcpStall(start=waited_since, end=now))
+        if stream.stalled_since is not None:
+            # First progress after a broken connection ends the stall.
+            if now - stream.stalled_since >= self.stall_threshold:
+                result.stalls.append(TcpStall(start=stream.stalled_since, end=now,
+                                              disconnected=True))
+            stream.stalled_since = None
+        else:
+            waited_since = max(stream.last_progress, sent_at)
+            if now - waited_since >= self.stall_threshold:
+                result.stalls.append(TcpStall(start=waited_since, end=now))
         stream.last_progress = now
+
+    @staticmethod
+    def _waiting_since(stream: _Stream, now: float) -> float:
+        """Since when the stream has been waiting for an echo (now, if for none)."""
+        if stream.conn_sent > stream.conn_verified and stream.send_times:
+            return max(stream.last_progress, min(stream.send_times.values()))
+        return now
 
     def _finish_stall(self, stream: _Stream, now: float) -> None:
         """A connection that ends with bytes outstanding ends in a stall."""
+        if stream.stalled_since is not None:
+            return
         if stream.conn_sent > stream.conn_verified and stream.send_times:
-            waited_since = max(stream.last_progress, min(stream.send_times.values()))
+            waited_since = self._waiting_since(stream, now)
             if now - waited_since >= self.stall_threshold:
                 stream.result.stalls.append(TcpStall(start=waited_since, end=now))

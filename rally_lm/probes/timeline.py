@@ -167,7 +167,11 @@ def disruption_in_window(
     longest = max(charged, key=lambda o: o.duration_ms, default=None)
     lo = max(window.start, min((o.start for o in charged), default=window.start))
     hi = min(window.end, max((o.end for o in charged), default=window.end))
-    span = sent[(sent >= lo - timeline.interval) & (sent <= hi + timeline.interval)]
+    # From the send before the first charged request (the gap that opens an
+    # outage is where its true start hides) to the send after the last.
+    first = max(int(np.searchsorted(sent, lo, side="left")) - 1, 0)
+    last = int(np.searchsorted(sent, hi, side="right"))
+    span = sent[first:last + 1]
     resolution = float(np.diff(span).max()) if span.size > 1 else timeline.interval
     return MigrationDisruption(
         window=window,

@@ -2,8 +2,11 @@
 
 Reads Rally's JSON report format (``rally task report --json``). The cell's
 storage / tunnelling / flavor come from the labels the task recorded; every
-figure is computed from the per-iteration Migrations tables, never copied
-from a summary.
+figure is computed from the per-iteration Migrations and Evacuation tables,
+never copied from a summary, with the same rules as the Rally report
+(rally_lm.task.output): downtime over migrations that reached the
+hypervisor, durations over successful ones, p95 only from MIN_FOR_P95
+values, numpy's "linear" percentile.
 """
 
 from __future__ import annotations
@@ -16,9 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from rally_lm.task.output import migrations_from_output, per_vm_from_output
+from rally_lm.migration.driver import NOT_MIGRATION_FAILURES, SUCCEEDED
+from rally_lm.task.output import (
+    MIN_FOR_P95,
+    PERCENTILE_METHOD,
+    downtime_values,
+    drains_from_output,
+    migrations_from_output,
+    per_vm_from_output,
+)
 
-SUCCEEDED = ("completed", "timeout_forced")
+#: The anatomy columns, in the order they add up (docs/measurement.md).
+ANATOMY = ("client_downtime_ms", "pause_ms", "convergence_ms", "resume_lag_ms",
+           "recovery_tail_ms")
 
 
 @dataclasses.dataclass
@@ -29,15 +42,40 @@ class Cell:
     flavor: str
     config: dict[str, Any]
     migrations: list[dict[str, Any]]
-    drains: list[float]
+    drains: list[dict[str, Any]]
     per_vm_tcp: list[dict[str, Any]]
     iterations: int
     failed_iterations: int
     sla: list[dict[str, Any]]
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def policy(self) -> str | None:
+        """The migration policy label (policy sweeps; None in the storage study)."""
+        return self.labels.get("policy")
+
+    @property
+    def link_mib_s(self) -> float | None:
+        """The migration link's shaped rate in MiB/s, from the ``link_mbit`` label."""
+        mbit = self.labels.get("link_mbit")
+        try:
+            return float(mbit) * 1e6 / 8 / 2**20 if mbit not in (None, "") else None
+        except ValueError:
+            return None
 
     @property
     def name(self) -> str:
-        return f"{self.storage} / tunnelling {self.tunnelling} / {self.flavor}"
+        name = f"{self.storage} / tunnelling {self.tunnelling} / {self.flavor}"
+        if self.policy:
+            name += f" / {self.policy}"
+        if self.labels.get("dirty_rate_mib"):
+            name += f" / dirtying {self.labels['dirty_rate_mib']} MiB/s"
+        return name
+
+    @property
+    def has_anatomy(self) -> bool:
+        """Recorded by a rally_lm that dissects outages (older tasks lack the columns)."""
+        return any("client_downtime_ms" in m for m in self.migrations)
 
 
 def load(paths: list[Path]) -> list[Cell]:
@@ -52,6 +90,17 @@ def load(paths: list[Path]) -> list[Cell]:
     return cells
 
 
+def _drains(iteration: dict) -> list[dict[str, Any]]:
+    table = drains_from_output(iteration["output"])
+    if table:
+        return table
+    # Tasks recorded before the Evacuation table: the drain atomic actions.
+    return [{"direction": a["name"].removeprefix("nova.drain_host_"), "attempted": None,
+             "seconds": a["finished_at"] - a["started_at"]}
+            for a in iteration["atomic_actions"]
+            if a["name"].startswith("nova.drain_host_") and a.get("finished_at")]
+
+
 def _cell(task_uuid: str, workload: dict) -> Cell:
     args = workload["scenario"]["LiveMigration.evacuate_host"]
     labels = args.get("labels", {})
@@ -59,9 +108,7 @@ def _cell(task_uuid: str, workload: dict) -> Cell:
     for number, iteration in enumerate(workload["data"]):
         migrations += [{**row, "iteration": number}
                        for row in migrations_from_output(iteration["output"])]
-        for action in iteration["atomic_actions"]:
-            if action["name"].startswith("nova.drain_host_") and action.get("finished_at"):
-                drains.append(action["finished_at"] - action["started_at"])
+        drains += [{**d, "iteration": number} for d in _drains(iteration)]
         tcp += per_vm_from_output(iteration["output"])
     config = {k: v for k, v in args.items() if k not in ("labels", "hypervisor_uris", "influx")}
     return Cell(task=task_uuid, storage=labels.get("storage", "?"),
@@ -69,16 +116,18 @@ def _cell(task_uuid: str, workload: dict) -> Cell:
                 config=config, migrations=migrations, drains=drains, per_vm_tcp=tcp,
                 iterations=workload["total_iteration_count"],
                 failed_iterations=workload["failed_iteration_count"],
-                sla=workload["sla_results"].get("sla", []))
+                sla=workload["sla_results"].get("sla", []), labels=dict(labels))
 
 
 def summary(values: list[float]) -> dict[str, float | None]:
-    """p50 / p95 / max / mean / count of some numbers (None when there are none)."""
+    """n, mean, p50, p95 (None below MIN_FOR_P95 values) and max."""
     if not values:
         return {"count": 0, "mean": None, "p50": None, "p95": None, "max": None}
     arr = np.asarray(values, dtype=float)
     return {"count": int(arr.size), "mean": float(arr.mean()),
-            "p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)),
+            "p50": float(np.percentile(arr, 50, method=PERCENTILE_METHOD)),
+            "p95": float(np.percentile(arr, 95, method=PERCENTILE_METHOD))
+            if arr.size >= MIN_FOR_P95 else None,
             "max": float(arr.max())}
 
 
@@ -93,37 +142,94 @@ def failed_row(migration: dict[str, Any]) -> dict[str, Any]:
             "reason": migration.get("error") or ""}
 
 
+def _column(rows: list[dict], name: str) -> list[float]:
+    return [r[name] for r in rows if r.get(name) is not None]
+
+
+def evacuation(drains: list[dict], direction: str) -> dict[str, float | None]:
+    """Seconds of one direction's drains that moved at least one VM."""
+    return summary([d["seconds"] for d in drains if d["direction"] == direction
+                    and d.get("seconds") is not None and d.get("attempted") != 0])
+
+
+def time_budget(cell: Cell) -> dict[str, float | None]:
+    """Where a cell's evacuation time went: libvirt, the rest of Nova, and the tool.
+
+    Over the drains that moved VMs: ``drains_s`` is their wall time,
+    ``migrations_s`` the sum of the migrations' durations (API call to the
+    server settled), ``libvirt_s`` libvirt's own total time of each job.
+    ``nova_s`` = migrations - libvirt (Nova's API, conductor, pre- and
+    post-migration work); ``tool_s`` = drains - migrations (what rally_lm does
+    between migrations: waiting for Nova's record, asking libvirt, measuring
+    the next guest's dirty rate). None where a part was not measured.
+    """
+    drains = [d["seconds"] for d in cell.drains if d.get("seconds") is not None
+              and d.get("attempted") != 0]
+    durations = _column(cell.migrations, "duration_s")
+    libvirt = [m["hypervisor_total_ms"] / 1000.0 for m in cell.migrations
+               if m.get("hypervisor_total_ms") is not None and m.get("duration_s") is not None]
+    drains_s = float(sum(drains)) if drains else None
+    migrations_s = float(sum(durations)) if durations else None
+    # libvirt's share only when every timed migration has its libvirt total.
+    libvirt_s = float(sum(libvirt)) if durations and len(libvirt) == len(durations) else None
+    return {
+        "drains_s": drains_s, "migrations_s": migrations_s, "libvirt_s": libvirt_s,
+        "nova_s": migrations_s - libvirt_s if None not in (migrations_s, libvirt_s) else None,
+        "tool_s": drains_s - migrations_s if None not in (drains_s, migrations_s) else None,
+        "tool_share": (drains_s - migrations_s) / drains_s
+        if None not in (drains_s, migrations_s) and drains_s else None,
+    }
+
+
 def figures(cell: Cell) -> dict[str, Any]:
     ok = [m for m in cell.migrations if m["outcome"] in SUCCEEDED]
     failed = [failed_row(m) for m in cell.migrations if m["outcome"] not in SUCCEEDED]
     failures = dict(collections.Counter(m["outcome"] for m in failed))
-
-    def column(rows, name):
-        return [r[name] for r in rows if r.get(name) is not None]
-
+    # Downtime: every migration that reached the hypervisor (as the SLA judges it).
+    client_column = "client_downtime_ms" if cell.has_anatomy else "network_downtime_ms"
     per_vm = {}
     for vm in sorted({m["vm"] for m in cell.migrations}):
-        own = [m for m in ok if m["vm"] == vm]
-        per_vm[vm] = {"migrations": sum(m["vm"] == vm for m in cell.migrations),
-                      "succeeded": len(own),
-                      "network_downtime_ms": summary(column(own, "network_downtime_ms")),
-                      "hypervisor_downtime_ms": summary(column(own, "hypervisor_downtime_ms"))}
+        own = [m for m in cell.migrations if m["vm"] == vm]
+        per_vm[vm] = {"migrations": len(own),
+                      "succeeded": sum(m["outcome"] in SUCCEEDED for m in own),
+                      "client_downtime_ms": summary(downtime_values(own, client_column)),
+                      "hypervisor_downtime_ms": summary(_column(
+                          [m for m in own if m["outcome"] in SUCCEEDED],
+                          "hypervisor_downtime_ms"))}
+    anatomy = {name: summary(downtime_values(cell.migrations, name)) for name in ANATOMY} \
+        if cell.has_anatomy else {}
     return {
         "succeeded": len(ok),
         "total": len(cell.migrations),
-        "evacuation_s": summary(cell.drains),
-        "duration_s": summary(column(ok, "duration_s")),
-        "nova_completed_s": summary(column(ok, "nova_completed_s")),
-        "network_downtime_ms": summary(column(ok, "network_downtime_ms")),
-        "hypervisor_downtime_ms": summary(column(ok, "hypervisor_downtime_ms")),
-        "convergence_ms": summary(column(ok, "convergence_ms")),
-        "tcp_max_stall_ms": summary(column(ok, "tcp_max_stall_ms")),
+        "evacuation_out_s": evacuation(cell.drains, "out"),
+        "evacuation_back_s": evacuation(cell.drains, "back"),
+        "duration_s": summary(_column(ok, "duration_s")),
+        "nova_completed_s": summary(_column(ok, "nova_completed_s")),
+        "client_downtime_ms": summary(downtime_values(cell.migrations, client_column)),
+        "network_downtime_ms": summary(downtime_values(cell.migrations,
+                                                       "network_downtime_ms")),
+        "anatomy": anatomy,
+        "icmp_client_downtime_ms": summary(downtime_values(cell.migrations,
+                                                           "icmp_client_downtime_ms")),
+        "icmp_resume_lag_ms": summary(downtime_values(cell.migrations, "icmp_resume_lag_ms")),
+        "hypervisor_downtime_ms": summary(_column(ok, "hypervisor_downtime_ms")),
+        "dirty_rate_mib_s": summary(_column(cell.migrations, "dirty_rate_mib_s")),
+        "outcomes": dict(collections.Counter(m["outcome"] for m in cell.migrations)),
+        "copy_modes": dict(collections.Counter(m["copy_mode"] for m in cell.migrations
+                                               if m.get("copy_mode"))),
+        "postcopy_ms": summary(_column(cell.migrations, "postcopy_ms")),
+        "throttle_max_pct": summary(_column(cell.migrations, "throttle_max_pct")),
+        "pause_ms": summary(downtime_values(cell.migrations, "pause_ms")),
+        "tcp_max_stall_ms": summary(downtime_values(cell.migrations, "tcp_max_stall_ms")),
         "tcp_bytes_lost": int(sum(r.get("TCP bytes lost") or 0 for r in cell.per_vm_tcp)),
         "tcp_bytes_corrupted": int(sum(r.get("TCP bytes corrupted") or 0
                                        for r in cell.per_vm_tcp)),
+        "tcp_resets": int(sum(r.get("TCP resets") or 0 for r in cell.per_vm_tcp)),
         "tcp_connections_broken": sum(1 for r in cell.per_vm_tcp
                                       if r.get("TCP connection kept") is False),
+        "time_budget": time_budget(cell),
         "failures": failures,
+        "tool_failures": {k: v for k, v in failures.items() if k in NOT_MIGRATION_FAILURES},
         "failed": failed,
         "per_vm": per_vm,
     }

@@ -1,11 +1,34 @@
 """Rally charts for one round trip: what the HTML report shows per iteration.
 
-``disk_copy_seen`` is true when Nova's progress reported disk bytes. Not
-seeing any proves nothing: with libvirt's NBD storage copy the disk phase is
-over before Nova samples, and it reports disk totals of 0.
+The "Migrations" table is the contract with the SLA plugins and the
+comparison report: one row per planned migration, columns named in
+MIGRATION_COLUMNS. Definitions (docs/measurement.md):
 
-The "Migrations" table is also the contract with the SLA plugins and the
-comparison report: one row per migration, columns named in MIGRATION_COLUMNS.
+* ``client_downtime_ms`` - the longest span without replies from the VM's
+  UDP echo while a request was outstanding, around the migration: what the
+  SLA gates on. Normally the switchover's silence, which ``pause_ms +
+  convergence_ms + resume_lag_ms`` + one round trip make up;
+  ``recovery_tail_ms`` follows it. When a longer silence happened elsewhere
+  in the window (the guest or path stalled during the copy), it is the gated
+  figure and also ``stall_ms``, and the phases still describe the switchover.
+* ``network_downtime_ms`` - the whole outage: first request not answered on
+  time to the first one answered on time again (client downtime + tail).
+* ``hypervisor_*`` - libvirt's completed-job statistics (``hypervisor_uris``).
+* ``copy_mode`` - how the copy ended, from libvirt's events: ``pre-copy``,
+  ``post-copy`` (``postcopy_ms``: from the switch until the source's job
+  completed) or ``paused`` (forced to complete without post-copy);
+  ``throttle_max_pct`` - auto-converge's peak CPU throttle, read from the
+  running job on the source every ``job_interval`` seconds. Empty without
+  ``hypervisor_uris``.
+* ``disk_copy_seen`` - Nova's progress reported disk bytes, or libvirt ran a
+  block copy: proof of block migration. Not seeing one proves nothing
+  without ``hypervisor_uris``.
+
+Downtime statistics (Per VM, the comparison) cover every migration that
+reached the hypervisor - all outcomes but ``refused`` and ``skipped`` -
+because an aborted or failed migration can pause the guest too. Durations
+cover successful migrations only. A p95 needs at least ``MIN_FOR_P95``
+values; below that only the maximum is shown, with n.
 """
 
 from __future__ import annotations
@@ -15,16 +38,35 @@ from typing import Any
 
 import numpy as np
 
-from rally_lm.migration.driver import MigrationRecord
+from rally_lm.migration.driver import NEVER_STARTED, SUCCEEDED, MigrationRecord
 from rally_lm.migration.evacuation import RoundTrip
+from rally_lm.task import timeline_chart
 
 MIGRATIONS_TITLE = "Migrations"
 PER_VM_TITLE = "Per VM"
+EVACUATION_TITLE = "Evacuation"
+GUEST_TITLE = "Workload (inside the guests)"
+#: numpy's default percentile: linear interpolation between closest ranks
+#: (Hyndman & Fan type 7).
+PERCENTILE_METHOD = "linear"
+MIN_FOR_P95 = 20
 MIGRATION_COLUMNS = [
-    "vm", "direction", "source", "target", "outcome", "duration_s", "nova_completed_s",
-    "network_downtime_ms", "hypervisor_downtime_ms", "convergence_ms", "lost", "late",
-    "tcp_max_stall_ms", "hypervisor_total_ms", "disk_copy_seen", "error", "resolution_ms",
-    "running_on",
+    "vm", "direction", "source", "target", "outcome", "timeout_by", "duration_s",
+    "nova_completed_s",
+    "client_downtime_ms", "pause_ms", "convergence_ms", "resume_lag_ms", "recovery_tail_ms",
+    "stall_ms", "path_down_ms",
+    "network_downtime_ms", "icmp_client_downtime_ms", "icmp_resume_lag_ms",
+    "fixed_ip_client_downtime_ms",
+    "hypervisor_downtime_ms", "hypervisor_total_ms", "pause_vs_hypervisor_ms", "iterations",
+    "memory_mib", "dirty_rate_mib_s", "copy_mode", "postcopy_ms", "throttle_max_pct", "lost",
+    "late", "held", "tcp_max_stall_ms", "tcp_resets", "disk_copy_seen", "resolution_ms",
+    "running_on", "error",
+]
+PER_VM_COLUMNS = [
+    "vm", "planned", "succeeded", "duration p50 s", "duration max s", "downtime n",
+    "downtime p50 ms", "downtime p95 ms", "downtime max ms", "TCP longest stall ms",
+    "TCP bytes lost", "TCP bytes corrupted", "TCP resets", "TCP connection kept",
+    "collateral outages",
 ]
 
 
@@ -32,66 +74,122 @@ def _num(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
+def disk_copy_seen(record: MigrationRecord) -> bool:
+    progress = any((p.get("disk_total_bytes") or 0) > 0 for p in record.progress)
+    block_jobs = any(e.get("kind", "").startswith("block-job")
+                     for e in record.measurements.get("libvirt_events", []))
+    return progress or block_jobs
+
+
+def _errors(record: MigrationRecord) -> str:
+    parts = [record.error] if record.error else []
+    for view in ("network", "hypervisor", "tcp", "icmp", "dirty_rate"):
+        error = record.measurements.get(view, {}).get("error")
+        if error and view != "icmp":
+            parts.append(f"{view}: {error}")
+    return "; ".join(parts)
+
+
 def migration_row(record: MigrationRecord) -> list[Any]:
     network = record.measurements.get("network", {})
+    anatomy = network.get("anatomy", {})
+    icmp = record.measurements.get("icmp", {}).get("anatomy", {})
     hyper = record.measurements.get("hypervisor", {})
     tcp = record.measurements.get("tcp", {})
-    disk = max((p.get("disk_total_bytes") or 0 for p in record.progress), default=0)
+    dirty = record.measurements.get("dirty_rate", {})
+    copy = record.measurements.get("copy", {})
+    memory = hyper.get("memory_bytes")
+    never = record.outcome in NEVER_STARTED
     return [
         record.vm, record.direction, record.source, record.target, record.outcome,
-        _num(record.duration), _num(record.nova_completed_after),
-        _num(network.get("downtime_ms")), _num(hyper.get("downtime_ms")),
-        _num(network.get("convergence_ms")), network.get("lost"), network.get("late"),
-        _num(tcp.get("max_stall_ms")), _num(hyper.get("total_ms")),
-        bool(disk), record.error or network.get("error") or hyper.get("error") or "",
-        _num(network.get("resolution_ms")), record.running_on,
+        record.timeout_by, None if never else _num(record.duration),
+        _num(record.nova_completed_after),
+        _num(network.get("client_downtime_ms")), _num(anatomy.get("pause_ms")),
+        _num(anatomy.get("convergence_ms")), _num(anatomy.get("resume_lag_ms")),
+        _num(anatomy.get("recovery_tail_ms")), _num(network.get("stall_ms")),
+        _num(anatomy.get("path_down_ms")),
+        _num(network.get("downtime_ms")),
+        _num(record.measurements.get("icmp", {}).get("client_downtime_ms")),
+        _num(icmp.get("resume_lag_ms")),
+        _num(record.measurements.get("network_fixed", {}).get("client_downtime_ms")),
+        _num(hyper.get("downtime_ms")), _num(hyper.get("total_ms")),
+        _num(network.get("pause_vs_hypervisor_ms")), hyper.get("iterations"),
+        None if memory is None else round(memory / 2**20, 3), _num(dirty.get("mib_per_s")),
+        copy.get("mode"), _num(copy.get("postcopy_ms")), copy.get("max_throttle_percent"),
+        network.get("lost"), network.get("late"), anatomy.get("held"),
+        _num(tcp.get("max_stall_ms")), tcp.get("resets"), disk_copy_seen(record),
+        _num(anatomy.get("resolution_ms", network.get("resolution_ms"))), record.running_on,
+        _errors(record),
     ]
 
 
-def stats(values: list[float]) -> dict[str, float | None]:
+def stats(values: list[float]) -> dict[str, float | int | None]:
+    """n, p50, p95 (None below MIN_FOR_P95 values) and max."""
     if not values:
-        return {"p50": None, "p95": None, "max": None}
+        return {"n": 0, "p50": None, "p95": None, "max": None}
     arr = np.asarray(values, dtype=float)
-    return {"p50": round(float(np.percentile(arr, 50)), 3),
-            "p95": round(float(np.percentile(arr, 95)), 3),
+    return {"n": int(arr.size),
+            "p50": round(float(np.percentile(arr, 50, method=PERCENTILE_METHOD)), 3),
+            "p95": round(float(np.percentile(arr, 95, method=PERCENTILE_METHOD)), 3)
+            if arr.size >= MIN_FOR_P95 else None,
             "max": round(float(arr.max()), 3)}
+
+
+def downtime_values(rows: list[dict[str, Any]], column: str = "client_downtime_ms") -> list:
+    """The downtimes that count: migrations that reached the hypervisor and were measured."""
+    return [r[column] for r in rows
+            if r["outcome"] not in NEVER_STARTED and r.get(column) is not None]
+
+
+def per_vm_rows(trip: RoundTrip) -> list[list[Any]]:
+    rows = []
+    table = [dict(zip(MIGRATION_COLUMNS, migration_row(r), strict=True)) for r in trip.records]
+    for name, vm in trip.vms.items():
+        own = [r for r in table if r["vm"] == name]
+        durations = stats([r["duration_s"] for r in own
+                           if r["outcome"] in SUCCEEDED and r["duration_s"] is not None])
+        downtimes = stats(downtime_values(own))
+        tcp = vm.get("tcp", {})
+        rows.append([
+            name, vm["migrations"], vm["succeeded"], durations["p50"], durations["max"],
+            downtimes["n"], downtimes["p50"], downtimes["p95"], downtimes["max"],
+            tcp.get("max_stall_ms"), tcp.get("bytes_lost"), tcp.get("bytes_corrupted"),
+            tcp.get("resets"), tcp.get("original_connection_survived"),
+            vm["collateral_outages"],
+        ])
+    return rows
 
 
 def round_trip_output(trip: RoundTrip, labels: dict[str, str]) -> list[tuple[str, dict]]:
     """(kind, chart) pairs for Scenario.add_output(kind=chart)."""
     charts: list[tuple[str, dict]] = []
     records = trip.records
-    rows = [migration_row(r) for r in records]
     charts.append(("complete", {
         "title": MIGRATIONS_TITLE, "chart_plugin": "Table",
-        "description": "One row per live migration: client-side duration, Nova's record, "
-                       "probe-measured network downtime vs the hypervisor's own downtime.",
-        "data": {"cols": MIGRATION_COLUMNS, "rows": rows},
+        "description": "One row per planned live migration. client_downtime_ms (gated by "
+                       "lm_max_downtime) = pause + convergence + resume lag + one round "
+                       "trip; see docs/measurement.md.",
+        "data": {"cols": MIGRATION_COLUMNS, "rows": [migration_row(r) for r in records]},
     }))
-
-    vm_rows = []
-    for name, vm in trip.vms.items():
-        own = [r for r in records if r.vm == name]
-        durations = stats([r.duration for r in own if r.succeeded])
-        downtimes = stats([r.measurements["network"]["downtime_ms"] for r in own
-                           if "downtime_ms" in r.measurements.get("network", {})])
-        tcp = vm.get("tcp", {})
-        vm_rows.append([
-            name, vm["migrations"], vm["succeeded"], durations["p50"], durations["p95"],
-            durations["max"], downtimes["p50"], downtimes["p95"], downtimes["max"],
-            tcp.get("max_stall_ms"), tcp.get("bytes_lost"), tcp.get("bytes_corrupted"),
-            tcp.get("original_connection_survived"), vm["collateral_outages"],
-        ])
     charts.append(("complete", {
         "title": PER_VM_TITLE, "chart_plugin": "Table",
-        "data": {"cols": ["vm", "migrations", "succeeded", "duration p50 s", "duration p95 s",
-                          "duration max s", "downtime p50 ms", "downtime p95 ms",
-                          "downtime max ms", "TCP longest stall ms", "TCP bytes lost",
-                          "TCP bytes corrupted", "TCP connection kept",
-                          "collateral outages"],
-                 "rows": vm_rows},
+        "description": f"Downtime over migrations that reached the hypervisor; p95 only "
+                       f"from {MIN_FOR_P95} values on.",
+        "data": {"cols": PER_VM_COLUMNS, "rows": per_vm_rows(trip)},
     }))
-
+    charts.append(("complete", {
+        "title": EVACUATION_TITLE, "chart_plugin": "Table",
+        "description": "Each direction of the round trip: seconds from the first to the last "
+                       "migration (none when no VM could be moved).",
+        "data": {"cols": ["direction", "source", "target", "planned", "attempted",
+                          "succeeded", "seconds"],
+                 "rows": [[d.direction, d.source, d.target, d.planned, d.attempted,
+                           d.succeeded, _num(d.seconds)] for d in trip.drains]},
+    }))
+    svgs = timeline_chart.round_trip_svgs(records)
+    if svgs:
+        charts.append(("complete", {"title": "Timelines and outage anatomy",
+                                    "chart_plugin": "lm_timeline", "data": svgs}))
     for direction in ("out", "back"):
         series = []
         for record in records:
@@ -107,34 +205,19 @@ def round_trip_output(trip: RoundTrip, labels: dict[str, str]) -> list[tuple[str
                 "chart_plugin": "Lines", "axis_label": "seconds since the API call",
                 "label": "MiB", "data": series,
             }))
-
     succeeded = [r for r in records if r.succeeded]
-    network = [r.measurements["network"]["downtime_ms"] for r in succeeded
-               if "downtime_ms" in r.measurements.get("network", {})]
-    hyper = [r.measurements["hypervisor"]["downtime_ms"] for r in succeeded
-             if "downtime_ms" in r.measurements.get("hypervisor", {})]
-    trend = [["network downtime max ms", max(network, default=0.0)],
-             ["network downtime p50 ms", stats(network)["p50"] or 0.0]]
-    if hyper:
-        trend.append(["hypervisor downtime max ms", max(hyper)])
-    charts.append(("additive", {"title": "Downtime per round trip", "chart_plugin": "Lines",
-                                "data": trend, "label": "ms"}))
-    charts.append(("additive", {
-        "title": "Durations per round trip", "chart_plugin": "Lines", "label": "s",
-        "data": [["drain out s", round(trip.drain_seconds.get("out", 0.0), 3)],
-                 ["drain back s", round(trip.drain_seconds.get("back", 0.0), 3)],
-                 ["migration max s", max((r.duration for r in succeeded), default=0.0)]],
-    }))
     charts.append(("additive", {
         "title": "Migrations per round trip", "chart_plugin": "StackedArea",
-        "data": [["succeeded", len(succeeded)], ["failed", len(records) - len(succeeded)]],
+        "data": [["succeeded", len(succeeded)], ["not succeeded", len(records) - len(succeeded)]],
     }))
     config_rows = [[k, str(v)] for k, v in sorted(labels.items())]
     config_rows += [[f"probe {k}", str(v)] for k, v in sorted(trip.probe.items())]
     charts.append(("complete", {"title": "Configuration", "chart_plugin": "Table",
                                 "data": {"cols": ["setting", "value"], "rows": config_rows}}))
-    slim = [{k: v for k, v in r.to_dict().items() if k not in ("progress", "window")}
-            for r in records]
+    if trip.errors:
+        charts.append(("complete", {"title": "Tool errors", "chart_plugin": "TextArea",
+                                    "data": list(trip.errors)}))
+    slim = [{k: v for k, v in r.to_dict().items() if k not in ("progress",)} for r in records]
     charts.append(("complete", {"title": "Migration records (JSON)", "chart_plugin": "TextArea",
                                 "data": [json.dumps(slim, default=str)]}))
     return charts
@@ -157,9 +240,14 @@ def per_vm_from_output(output: dict) -> list[dict[str, Any]]:
     return table_rows(output, PER_VM_TITLE)
 
 
+def drains_from_output(output: dict) -> list[dict[str, Any]]:
+    return table_rows(output, EVACUATION_TITLE)
+
+
 def export_stats_chart(title: str, stats: Any) -> dict:
-    """How an InfluxDB export went: points written, replayed, still spooled, dropped."""
+    """How an InfluxDB export went: points written, replayed, spooled, rejected, dropped."""
     return {"title": title, "chart_plugin": "Table",
-            "data": {"cols": ["written", "replayed", "spooled", "dropped", "last error"],
-                     "rows": [[stats.written, stats.replayed, stats.spooled, stats.dropped,
-                               stats.last_error or ""]]}}
+            "data": {"cols": ["written", "replayed", "spooled", "rejected", "dropped",
+                              "last error"],
+                     "rows": [[stats.written, stats.replayed, stats.spooled, stats.rejected,
+                               stats.dropped, stats.last_error or ""]]}}

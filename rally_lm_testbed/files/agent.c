@@ -1,16 +1,23 @@
 /*
- * rally-lm-agent: the workload inside a benchmark guest.
+ * rally-lm-agent: the workload inside a benchmark guest (C edition, for the
+ * testbed's tiny image; rally_lm/workload/agent.py is the same agent for
+ * images with Python; docs/agent.md is their contract).
  *
  *   --tcp-echo PORT      TCP echo (RFC 862) for the TCP continuity probe
  *   --udp-echo PORT      UDP echo for the downtime probe
  *   --sink PORT          TCP sink for inbound data streams (counts bytes)
  *   --dirty-mib N        working set the memory dirtier writes over
  *   --dirty-rate MIB_S   how fast it writes (MiB/s); 0 = no dirtying
+ *   --fill-path DIR --disk-fill PCT
+ *                        fill the filesystem holding DIR with files until it
+ *                        is PCT % used (at most 95 %, never its last 64 MiB)
  *   --disk DEV --disk-fill PCT
- *                        write a pattern over the first PCT % of DEV once
+ *                        write a pattern over the first PCT % of a dedicated
+ *                        data device; refused while anything uses DEV
+ *   --status-every S     a status line every S seconds (default 10)
  *
- * Prints "rally-lm-agent: ready" once every service listens, and progress
- * lines prefixed "rally-lm-agent:" on stdout (the guest's console).
+ * Prints "rally-lm-agent: ready" once every service listens, and
+ * "rally-lm-agent: status {json}" lines, on stdout (the guest's console).
  * Static, libc only: it runs from a busybox initramfs or any Linux image.
  */
 #define _GNU_SOURCE
@@ -28,6 +35,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <linux/fs.h>
 #include <time.h>
@@ -35,6 +44,18 @@
 
 #define MAX_FDS 256
 #define PAGE 4096
+#define MIB (1 << 20)
+#define FILL_CEILING_PERCENT 95
+#define FILL_RESERVE (64ULL * MIB)
+#define FILL_CHUNK (16 * MIB)
+
+/* Counters shared by the forked workers and the server (MAP_SHARED). */
+struct status {
+    volatile unsigned long long udp_echoes, tcp_echo_bytes, sink_bytes;
+    volatile double dirtied_mib, disk_written_mib, disk_used_percent;
+    volatile int disk_state; /* 0 idle, 1 filling, 2 done, 3 refused */
+};
+static struct status *status;
 
 static double now(void)
 {
@@ -92,6 +113,7 @@ static void dirty_memory(long mib, double rate_mib)
             if (++page == pages)
                 page = 0;
         }
+        status->dirtied_mib += (double)per_tick * PAGE / MIB;
         next += tick;
         if (now() - next > 1.0)
             next = now();
@@ -99,18 +121,62 @@ static void dirty_memory(long mib, double rate_mib)
     }
 }
 
-static void fill_disk(const char *dev, int percent)
+/* Why a block device must not be written raw ("" when it is free to use). */
+static const char *device_in_use(const char *dev, char *why, size_t len)
 {
-    int fd = open(dev, O_WRONLY);
+    char real[4096], line[8192], src[4096], where[4096];
+    if (!realpath(dev, real))
+        snprintf(real, sizeof real, "%s", dev);
+    const char *name = strrchr(real, '/') ? strrchr(real, '/') + 1 : real;
+    FILE *f = fopen("/proc/mounts", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%4095s %4095s", src, where) == 2 &&
+            !strncmp(src, real, strlen(real))) { /* the device or a partition of it */
+            snprintf(why, len, "%s holds the filesystem mounted on %s", src, where);
+            fclose(f);
+            return why;
+        }
+    }
+    if (f)
+        fclose(f);
+    f = fopen("/proc/swaps", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%4095s", src) == 1 && !strncmp(src, real, strlen(real))) {
+            snprintf(why, len, "%s is a swap device", src);
+            fclose(f);
+            return why;
+        }
+    }
+    if (f)
+        fclose(f);
+    (void)name;
+    why[0] = 0;
+    return why;
+}
+
+static void fill_device(const char *dev, int percent)
+{
+    char why[8300];
     uint64_t size = 0, done = 0;
     static unsigned char block[1 << 20];
-    if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0) {
-        printf("rally-lm-agent: cannot fill %s: %s\n", dev, strerror(errno));
+    if (*device_in_use(dev, why, sizeof why)) {
+        status->disk_state = 3;
+        printf("rally-lm-agent: refusing to write %s raw: %s\n", dev, why);
+        fflush(stdout);
         exit(1);
     }
-    uint64_t target = size / 100 * percent;
+    /* O_EXCL on a block device: the kernel refuses it while anything uses it. */
+    int fd = open(dev, O_WRONLY | O_EXCL);
+    if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0) {
+        status->disk_state = 3;
+        printf("rally-lm-agent: cannot fill %s: %s\n", dev, strerror(errno));
+        fflush(stdout);
+        exit(1);
+    }
+    uint64_t target = size * (uint64_t)percent / 100;
     for (size_t i = 0; i < sizeof block; i++)
         block[i] = (unsigned char)(i * 131 + 7);
+    status->disk_state = 1;
     while (done < target) {
         size_t len = target - done < sizeof block ? target - done : sizeof block;
         block[0] = (unsigned char)(done >> 20); /* no two blocks alike */
@@ -119,11 +185,84 @@ static void fill_disk(const char *dev, int percent)
             exit(1);
         }
         done += len;
+        status->disk_written_mib += (double)len / MIB;
     }
     fsync(fd);
+    status->disk_state = 2;
     printf("rally-lm-agent: filled %llu MiB of %s (%d%%)\n",
            (unsigned long long)(done >> 20), dev, percent);
+    fflush(stdout);
     exit(0);
+}
+
+static double used_percent(const char *path, unsigned long long *free_bytes)
+{
+    struct statvfs st;
+    if (statvfs(path, &st) < 0 || !st.f_blocks)
+        return 100.0;
+    unsigned long long total = (unsigned long long)st.f_blocks * st.f_frsize;
+    *free_bytes = (unsigned long long)st.f_bavail * st.f_frsize;
+    return 100.0 * (double)(total - *free_bytes) / (double)total;
+}
+
+static void fill_files(const char *path, int percent)
+{
+    static unsigned char block[FILL_CHUNK];
+    char folder[4096], name[4200];
+    unsigned long long free_bytes = 0;
+    int target = percent < FILL_CEILING_PERCENT ? percent : FILL_CEILING_PERCENT;
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        status->disk_state = 3;
+        printf("rally-lm-agent: cannot fill %s: not a directory\n", path);
+        fflush(stdout);
+        exit(1);
+    }
+    snprintf(folder, sizeof folder, "%s/.rally-lm-fill", path);
+    mkdir(folder, 0755);
+    for (size_t i = 0; i < sizeof block; i++)
+        block[i] = (unsigned char)i;
+    status->disk_state = 1;
+    for (unsigned long long index = 0;; index++) {
+        double used = used_percent(path, &free_bytes);
+        status->disk_used_percent = used;
+        if (used >= target || free_bytes <= FILL_RESERVE + FILL_CHUNK)
+            break;
+        snprintf(name, sizeof name, "%s/fill-%05llu", folder, index);
+        int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        memcpy(block + 8, &index, sizeof index);
+        if (fd < 0 || write(fd, block, sizeof block) != (ssize_t)sizeof block) {
+            printf("rally-lm-agent: write to %s failed: %s\n", name, strerror(errno));
+            exit(1);
+        }
+        fsync(fd);
+        close(fd);
+        status->disk_written_mib += (double)FILL_CHUNK / MIB;
+    }
+    status->disk_used_percent = used_percent(path, &free_bytes);
+    status->disk_state = 2;
+    printf("rally-lm-agent: filled %s to %.1f%% (asked %d%%)\n", path,
+           status->disk_used_percent, percent);
+    fflush(stdout);
+    exit(0);
+}
+
+static void report(double every)
+{
+    static const char *states[] = {"idle", "filling", "done", "refused"};
+    double started = now();
+    for (;;) {
+        struct timespec ts = {(time_t)every, (long)((every - (time_t)every) * 1e9)};
+        nanosleep(&ts, NULL);
+        printf("rally-lm-agent: status {\"dirtied_mib\": %.1f, \"disk\": \"%s\", "
+               "\"disk_used_percent\": %.1f, \"disk_written_mib\": %.1f, "
+               "\"sink_bytes\": %llu, \"tcp_echo_bytes\": %llu, \"udp_echoes\": %llu, "
+               "\"uptime_s\": %.3f}\n",
+               status->dirtied_mib, states[status->disk_state], status->disk_used_percent,
+               status->disk_written_mib, status->sink_bytes, status->tcp_echo_bytes,
+               status->udp_echoes, now() - started);
+        fflush(stdout);
+    }
 }
 
 struct conn {
@@ -176,8 +315,10 @@ static void serve(int tcp_echo, int udp_echo, int sink)
                 socklen_t len = sizeof peer;
                 ssize_t got;
                 while ((got = recvfrom(fds[i].fd, buf, sizeof buf, 0,
-                                       (struct sockaddr *)&peer, &len)) > 0)
-                    sendto(fds[i].fd, buf, got, 0, (struct sockaddr *)&peer, len);
+                                       (struct sockaddr *)&peer, &len)) > 0) {
+                    if (sendto(fds[i].fd, buf, got, 0, (struct sockaddr *)&peer, len) > 0)
+                        status->udp_echoes++;
+                }
             } else { /* a stream connection */
                 ssize_t got = 0;
                 if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -194,11 +335,14 @@ static void serve(int tcp_echo, int udp_echo, int sink)
                         c->pending = realloc(c->pending, c->pending_len + got);
                         memcpy(c->pending + c->pending_len, buf, got);
                         c->pending_len += got;
+                    } else if (got > 0) {
+                        status->sink_bytes += got;
                     }
                 }
                 if (c->pending_len) {
                     ssize_t sent = write(fds[i].fd, c->pending, c->pending_len);
                     if (sent > 0) {
+                        status->tcp_echo_bytes += sent;
                         memmove(c->pending, c->pending + sent, c->pending_len - sent);
                         c->pending_len -= sent;
                     }
@@ -213,8 +357,8 @@ int main(int argc, char **argv)
 {
     int tcp_echo = 0, udp_echo = 0, sink = 0, fill = 0;
     long dirty_mib = 0;
-    double dirty_rate = 0;
-    const char *disk = NULL;
+    double dirty_rate = 0, status_every = 10;
+    const char *disk = NULL, *fill_path = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--tcp-echo")) tcp_echo = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--udp-echo")) udp_echo = atoi(argv[i + 1]);
@@ -222,21 +366,37 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--dirty-mib")) dirty_mib = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--dirty-rate")) dirty_rate = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--disk")) disk = argv[i + 1];
+        else if (!strcmp(argv[i], "--fill-path")) fill_path = argv[i + 1];
         else if (!strcmp(argv[i], "--disk-fill")) fill = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--status-every")) status_every = atof(argv[i + 1]);
         else {
             fprintf(stderr, "rally-lm-agent: unknown option %s\n", argv[i]);
             return 2;
         }
     }
+    if (disk && fill_path) {
+        fprintf(stderr, "rally-lm-agent: --fill-path and --disk exclude each other\n");
+        return 2;
+    }
+    status = mmap(NULL, sizeof *status, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                  -1, 0);
+    if (status == MAP_FAILED)
+        return 1;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_IGN);
-    if (disk && fill > 0 && fork() == 0) {
+    if (fill > 0 && (disk || fill_path) && fork() == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        fill_disk(disk, fill > 100 ? 100 : fill);
+        if (disk)
+            fill_device(disk, fill > 100 ? 100 : fill);
+        fill_files(fill_path, fill);
     }
     if (dirty_mib > 0 && dirty_rate > 0 && fork() == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dirty_memory(dirty_mib, dirty_rate);
+    }
+    if (status_every > 0 && fork() == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        report(status_every);
     }
     serve(tcp_echo, udp_echo, sink);
     return 0;

@@ -18,12 +18,16 @@ for dev in /dev/sr0 /dev/sr1 /dev/vdb /dev/vdc; do
     umount /config
 done
 
-ip=""; mask="255.255.255.0"
+ip=""; mask="255.255.255.0"; gateway=""
 data=/config/openstack/latest/network_data.json
 if [ -f "$data" ]; then
-    ip=$(sed -n 's/.*"ip_address": *"\([0-9.]*\)".*/\1/p' "$data")
-    found=$(sed -n 's/.*"netmask": *"\([0-9.]*\)".*/\1/p' "$data")
+    # First occurrences: the network's own netmask comes before its routes'.
+    first() { grep -o "\"$1\": *\"[0-9.]*\"" "$data" | head -n 1 | sed 's/.*"\([0-9.]*\)"$/\1/'; }
+    ip=$(first ip_address)
+    found=$(first netmask)
     [ -n "$found" ] && mask=$found
+    # The subnet's gateway (the router), when it has one: replies to floating IPs go there.
+    gateway=$(first gateway)
 fi
 for arg in $(cat /proc/cmdline); do
     case "$arg" in lmip=*) ip=${arg#lmip=} ;; esac
@@ -32,6 +36,9 @@ ip link set lo up
 if [ -n "$ip" ]; then
     ifconfig eth0 "$ip" netmask "$mask" up
     echo "rally-lm-guest: eth0 $ip/$mask"
+    if [ -n "$gateway" ]; then
+        ip route add default via "$gateway" && echo "rally-lm-guest: default via $gateway"
+    fi
 else
     echo "rally-lm-guest: no address found (no config drive, no lmip=)"
 fi

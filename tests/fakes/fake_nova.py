@@ -42,9 +42,11 @@ class FakeClock:
 class Plan:
     """How the next live migration of a server goes (seconds of fake time)."""
 
-    #: complete|refuse_api|precheck_fail|fail|hang|stale|lost|stuck. "stuck" is a
-    #: destination compute that died: the record completes, the server stays
-    #: "migrating" on its source for good.
+    #: complete|refuse_api|precheck_fail|fail|hang|stale|lost|stuck|nova_timeout.
+    #: "stuck" is a destination compute that died: the record completes, the
+    #: server stays "migrating" on its source for good. "nova_timeout" is Nova's
+    #: own live_migration_completion_timeout with action abort: after
+    #: ``running`` its monitor cancels the job (no abort API call, no event).
     result: str = "complete"
     preparing: float = 0.5
     running: float = 2.0
@@ -81,6 +83,8 @@ class FakeNova:
         self.migrations: list[Migration] = []
         self.plans: dict[str, list[Plan]] = {}
         self.requests: list[tuple[float, str, str]] = []
+        #: Injected API failures: [method, path regex, HTTP status, how many times].
+        self.faults: list[list] = []
         self.max_version = MAX_VERSION
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v2.1"
@@ -105,6 +109,18 @@ class FakeNova:
     def plan(self, server_id: str, *plans: Plan) -> None:
         self.plans.setdefault(server_id, []).extend(plans)
 
+    def fail(self, method: str, path: str, status: int = 503, times: int = 1) -> None:
+        """Answer the next ``times`` requests matching ``path`` with ``status`` (a flapping
+        nova-api behind a load balancer answers 503 with a plain error body)."""
+        self.faults.append([method, re.compile(path), status, times])
+
+    def _injected(self, method: str, path: str) -> int | None:
+        for fault in self.faults:
+            if fault[0] == method and fault[3] > 0 and fault[1].search(path):
+                fault[3] -= 1
+                return fault[2]
+        return None
+
     # -- the simulation ----------------------------------------------------------
 
     def _phase(self, m: Migration) -> tuple[str, bool]:
@@ -117,6 +133,8 @@ class FakeNova:
         if m.aborted_at is not None and self.clock() - m.aborted_at >= 0.5:
             return "cancelled", True
         end_running = p.preparing + p.running
+        if p.result == "nova_timeout" and m.forced_at is None and t >= end_running:
+            return "cancelled", True
         if m.forced_at is not None:
             end_running = min(end_running, m.forced_at - m.created + p.forced_copy)
         if p.result == "hang" and m.forced_at is None:
@@ -188,6 +206,9 @@ class FakeNova:
             events.append({"event": "compute_live_migration",
                            "result": "Error" if failed else "Success",
                            "traceback": f"Traceback...\n{m.plan.reason}" if failed else None})
+        if m.aborted_at is not None:
+            # The abort API runs ComputeManager.live_migration_abort (an instance event).
+            events.append({"event": "compute_live_migration_abort", **ok})
         return [{**e, "start_time": "2026-11-25T10:00:00.000000", "finish_time": None,
                  "host": m.source} for e in events]
 
@@ -219,8 +240,18 @@ class FakeNova:
                     return False
                 return True
 
+            def _faulted(self, method: str) -> bool:
+                status = fake._injected(method, self.path)
+                if status is None:
+                    return False
+                self._send(status, {"computeFault": {"code": status,
+                                                     "message": "Service Unavailable"}})
+                return True
+
             def do_GET(self):  # noqa: N802
                 fake.requests.append((fake.clock(), "GET", self.path))
+                if self._faulted("GET"):
+                    return None
                 path, _, query = self.path.partition("?")
                 if path in ("/v2.1", "/v2.1/"):
                     return self._send(200, {"version": {
@@ -265,7 +296,7 @@ class FakeNova:
 
             def do_POST(self):  # noqa: N802
                 fake.requests.append((fake.clock(), "POST", self.path))
-                if not self._version_ok():
+                if self._faulted("POST") or not self._version_ok():
                     return None
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")

@@ -125,6 +125,11 @@ def paired_hosts(root_with_netns, request):
     hosts.close()
 
 
+def pytest_collection_modifyitems(session, config, items):
+    # Stable: the tests marked last keep their order among themselves.
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 def _figures_file():
     from pathlib import Path
 
@@ -141,3 +146,33 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("figures measured by this run")
         for line in path.read_text().splitlines():
             terminalreporter.write_line(line)
+
+
+class _TimePerFile:
+    """Seconds spent per test file (setup, call and teardown), printed last.
+
+    CI shows only the tail of the output; the budget is kept by knowing which
+    files cost what, so this comes after the per-test durations.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter):
+        spent: dict[str, float] = {}
+        for reports in terminalreporter.stats.values():
+            for report in reports:
+                duration = getattr(report, "duration", None)
+                nodeid = getattr(report, "nodeid", "")
+                if duration is None or not nodeid:
+                    continue
+                path = nodeid.split("::")[0]
+                key = path if path.startswith("tests/functional") else "tests/unit"
+                spent[key] = spent.get(key, 0.0) + duration
+        if spent:
+            terminalreporter.section("seconds per test file")
+            terminalreporter.write_line("  ".join(
+                f"{name.removeprefix('tests/functional/')}={seconds:.0f}"
+                for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])))
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_TimePerFile(), "rally-lm-time-per-file")

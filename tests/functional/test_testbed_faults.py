@@ -136,6 +136,10 @@ def by_vm(rows: list[dict], round_trip: int = 0) -> dict[tuple[str, str], dict]:
             if r["round_trip"] == round_trip}
 
 
+def assert_return_skipped(back: dict) -> None:
+    assert back["outcome"] == "skipped" and "not ACTIVE on hv2" in back["error"], back
+
+
 def assert_nothing_left() -> None:
     # libvirt tears an aborted migration's incoming domain down on its own time.
     wait_for(lambda: not faults.domains(HV1) and not faults.domains(HV2), 60,
@@ -149,27 +153,37 @@ def assert_other_vm_migrated(rows: dict) -> None:
     assert rows[("vm1", "back")]["running_on"] == "hv1"
 
 
+# Both VMs dirty 8 MiB/s over 32 MiB: against the first migration's 2 MB/s link
+# that can never converge; the other VM, over the unshaped link, converges in
+# seconds even on a loaded machine (at 16 MiB/s it once needed 56 s).
+NON_CONVERGING = {"dirty_rate_mib": 8, "dirty_working_set_mib": 32}
+
+
 def test_non_converging_migration_is_aborted_at_the_timeout():
-    # 16 MiB/s dirtied over 32 MiB against a 2 MB/s link: it can never converge.
     injector = Injector(lambda _d: None, lambda: None, delay=0)
-    rows, _uuid = run_faulty_task("abort", injector, migration_timeout=25, on_timeout="abort",
-                              dirty_rate_mib=16, dirty_working_set_mib=32)
+    rows, _uuid = run_faulty_task("abort", injector, migration_timeout=40, on_timeout="abort",
+                                  **NON_CONVERGING)
     rows = by_vm(rows)
     stuck = rows[("vm0", "out")]
     assert stuck["outcome"] == "timeout_aborted", stuck
-    assert stuck["running_on"] == "hv1" and stuck["duration_s"] >= 25
-    # It never reached hv2, so there was nothing to bring back.
-    assert ("vm0", "back") not in rows
+    assert stuck["running_on"] == "hv1" and stuck["duration_s"] >= 40
+    # It never reached hv2, so there was nothing to bring back: the planned
+    # return is recorded as skipped, saying where the VM is.
+    assert_return_skipped(rows[("vm0", "back")])
     assert_other_vm_migrated(rows)
     assert_nothing_left()
 
 
 def test_non_converging_migration_is_forced_to_complete_at_the_timeout():
-    injector = Injector(lambda _d: None, lambda: None, delay=0)
-    rows, _uuid = run_faulty_task("force_complete", injector, migration_timeout=25,
-                              on_timeout="force_complete", dirty_rate_mib=16,
-                              dirty_working_set_mib=32, sla_min_success_percent=0,
-                              sla_max_downtime_ms=1)
+    # 5 MB/s still cannot carry 8 MiB/s, and the paused copy of the rest of the
+    # guest's memory takes ~50 s rather than the ~2 min of a 2 MB/s link.
+    injector = Injector(lambda _d: None, lambda: None, delay=0, slow_mbit=40)
+    rows, uuid = run_faulty_task("force_complete", injector, migration_timeout=40,
+                                 on_timeout="force_complete", sla_min_success_percent=0,
+                                 sla_max_downtime_ms=1, **NON_CONVERGING)
+    # The forced outage also fails the impossible 1 ms downtime gate, by name.
+    check = rally_runner.sla_check(uuid)
+    assert "lm_max_downtime" in check.stdout and "FAIL" in check.stdout, check.stdout
     rows = by_vm(rows)
     forced = rows[("vm0", "out")]
     assert forced["outcome"] == "timeout_forced", forced
@@ -183,11 +197,12 @@ def test_non_converging_migration_is_forced_to_complete_at_the_timeout():
     assert_nothing_left()
 
 
+@pytest.mark.sweep  # the wait logic is unit-tested; the abort it ends in is tested above
 def test_non_converging_migration_is_waited_for_then_aborted():
     # on_timeout: wait keeps going past the timeout, up to 10 timeouts, then aborts.
     injector = Injector(lambda _d: None, lambda: None, delay=0)
     rows, _uuid = run_faulty_task("wait", injector, migration_timeout=6, on_timeout="wait",
-                                  dirty_rate_mib=16, dirty_working_set_mib=32)
+                                  **NON_CONVERGING)
     rows = by_vm(rows)
     stuck = rows[("vm0", "out")]
     assert stuck["outcome"] == "timeout_aborted", stuck
@@ -202,7 +217,9 @@ def test_destination_libvirtd_killed_mid_migration():
     # operator's repair is: restart libvirtd, then nova-compute, and wait for
     # Nova to list hv2 up and enabled. vm1's first migration may come before
     # that and be refused, saying why; the second round trip must find the
-    # cloud healed.
+    # cloud healed. (Which pre-check refuses it depends on how far hv2's
+    # reconnection got: its service may already be listed up and enabled while
+    # the conductor's call to hv2 still fails.)
     def repair():
         faults.restart_libvirtd(HV2)
         faults.restart_nova_compute(HV2)
@@ -215,11 +232,10 @@ def test_destination_libvirtd_killed_mid_migration():
     broken = first[("vm0", "out")]
     assert broken["outcome"] == "error", broken
     assert broken["running_on"] == "hv1"
-    assert ("vm0", "back") not in first
+    assert_return_skipped(first[("vm0", "back")])
     other = first[("vm1", "out")]
     assert other["outcome"] == "completed" or (
-        other["outcome"] == "refused" and "nova-compute on hv2 is up/disabled" in other["error"]
-    ), other
+        other["outcome"] == "refused" and "before any data moved" in other["error"]), other
     assert len(second) == 4 and all(r["outcome"] == "completed" for r in second.values()), second
     assert_nothing_left()
 
@@ -238,6 +254,7 @@ def cut_link_during_first_migration(migration_timeout: int) -> tuple[dict, Injec
     return cut, injector
 
 
+@pytest.mark.sweep  # the timeout's abort is tested above, the cut below
 def test_migration_link_cut_for_longer_than_the_timeout():
     # 25 s: the cut (2 s after the incoming domain, which a fresh hv2 shows ~18 s
     # after the call) lasts until the abort, and stays shorter than libvirt's
@@ -306,6 +323,7 @@ def test_rally_task_abort_mid_run_removes_everything_the_task_created():
     assert_clean_and_usable(uuid, "abort")
 
 
+@pytest.mark.sweep  # the same cleanup as after `rally task abort` (above), by another signal
 def test_ctrl_c_mid_run_removes_everything_the_task_created():
     # A terminal's Ctrl-C reaches rally and every worker process it forked.
     uuid, output = interrupted_task(lambda proc, _uuid: os.killpg(proc.pid, signal.SIGINT))

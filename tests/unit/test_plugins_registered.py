@@ -14,9 +14,10 @@ import rally_lm
 
 EXPECTED_PLUGINS = {
     "LiveMigration.evacuate_host", "LiveMigration.migrate_server", "lm_workload",
-    "lm_hosts", "lm_workload_resources", "lm_influx", "lm_max_downtime", "lm_tcp_continuity",
+    "lm_hosts", "lm_workload_resources", "lm_labels", "lm_influx", "lm_max_downtime",
+    "lm_tcp_continuity",
     "lm_success_rate", "lm_max_migration_duration", "lm_max_evacuation_duration",
-    "lm_vm_metrics",
+    "lm_vm_metrics", "lm_timeline", "lm_max_postcopy", "lm_max_throttle",
 }
 
 

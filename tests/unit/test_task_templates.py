@@ -1,13 +1,57 @@
-"""Every args file renders the template into a task Rally accepts (syntax)."""
+"""The task template: every args file renders into a valid task, user values pass unchanged.
+
+Like rally-openstack's certification-task test: rendered with no args beyond
+the hosts, with every args file, and with boolean args toggled; each result
+passes Rally's own syntax validation (scenario args-spec, context and SLA
+schemas, our syntax validators).
+"""
 
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
 
+from tests.bad_inputs import BAD_INPUTS, FALSY_BUT_VALID
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "task_templates" / "evacuate_host.yaml.j2"
 ARGS = sorted((ROOT / "task_templates" / "args").glob("*.yaml"))
+BASE = ROOT / "task_templates" / "args" / "testbed-local-off.yaml"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    from rally import plugins
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    plugins.load()
+
+
+def render(**args):
+    from rally import api
+
+    return yaml.safe_load(api._Task(None).render_template(task_template=TEMPLATE.read_text(),
+                                                          **args))
+
+
+def workload_of(task):
+    from rally.task import task_cfg
+
+    (workload,) = task_cfg.TaskConfig(task).subtasks[0]["workloads"]
+    return workload
+
+
+def syntax_errors(task) -> str:
+    """Rally's own syntax validation of a whole task: "" when valid."""
+    from rally.task import engine, task_cfg
+
+    eng = engine.TaskEngine(task_cfg.TaskConfig(task), mock.MagicMock(), mock.Mock())
+    try:
+        eng.validate(only_syntax=True)
+    except Exception as exc:  # noqa: BLE001 - the message is what is tested
+        return str(exc)
+    return ""
 
 
 def test_the_seed_matrix_is_complete():
@@ -19,80 +63,73 @@ def test_the_seed_matrix_is_complete():
 
 
 @pytest.mark.parametrize("args_file", ARGS, ids=lambda p: p.stem)
-def test_template_renders_and_validates(args_file, tmp_path, monkeypatch):
-    from rally import api
-    from rally.task import task_cfg
-
-    monkeypatch.setenv("HOME", str(tmp_path))
+def test_every_args_file_renders_a_valid_task(args_file):
     args = yaml.safe_load(args_file.read_text())
-    rendered = api._Task(None).render_template(task_template=TEMPLATE.read_text(), **args)
-    config = task_cfg.TaskConfig(yaml.safe_load(rendered))
-    (workload,) = config.subtasks[0]["workloads"]
+    task = render(**args)
+    assert syntax_errors(task) == ""
+    workload = workload_of(task)
     assert workload["name"] == "LiveMigration.evacuate_host"
     assert workload["args"]["labels"]["storage"] == args["storage"]
     assert workload["contexts"]["lm_workload"]["source_host"] == args["source_host"]
     assert set(workload["sla"]) >= {"lm_success_rate", "lm_max_downtime", "lm_tcp_continuity"}
 
-    from rally import plugins
 
-    plugins.load()
-    from rally.task import scenario
-
-    results = scenario.Scenario.validate(
-        name="LiveMigration.evacuate_host", context={}, config={"args": workload["args"]},
-        plugin_cfg=workload["args"], vtype="syntax")
-    assert results == [], results
+def test_only_the_hosts_are_needed():
+    assert syntax_errors(render(source_host="hv1", target_host="hv2")) == ""
 
 
-def test_flavor_spec_adds_rally_openstacks_flavors_context(tmp_path, monkeypatch):
-    from rally import api, plugins
-    from rally.task import context, task_cfg
+def test_toggled_booleans_still_render_valid_tasks():
+    args = {**yaml.safe_load(BASE.read_text()), "icmp_probe": False, "block_migration": True}
+    assert syntax_errors(render(**args)) == ""
 
-    monkeypatch.setenv("HOME", str(tmp_path))
-    args = {**yaml.safe_load((ROOT / "task_templates" / "args" /
-                              "testbed-shared-off.yaml").read_text()),
-            "flavor": "rally-lm-task-flavor", "flavor_spec": {"ram": 256, "disk": 1}}
-    rendered = api._Task(None).render_template(task_template=TEMPLATE.read_text(), **args)
-    (workload,) = task_cfg.TaskConfig(yaml.safe_load(rendered)).subtasks[0]["workloads"]
+
+def test_the_default_downtime_gate_is_the_maximum_of_client_downtime():
+    sla = workload_of(render(source_host="hv1", target_host="hv2"))["sla"]["lm_max_downtime"]
+    assert sla["percentile"] == 100 and sla["measure"] == "client"
+
+
+@pytest.mark.parametrize("name, value", sorted(FALSY_BUT_VALID.items()))
+def test_a_falsy_user_value_reaches_the_task_unchanged(name, value):
+    task = render(**{**yaml.safe_load(BASE.read_text()), name: value})
+    workload = workload_of(task)
+    found = {**workload["args"], **workload["contexts"]["lm_workload"]["agent"],
+             "sla_min_success_percent": workload["sla"]["lm_success_rate"]["min_percent"]}
+    assert found[name] == value and type(found[name]) is type(value)
+    assert syntax_errors(task) == ""
+
+
+def test_seed_templates_never_write_a_raw_device():
+    for args_file in ARGS:
+        args = yaml.safe_load(args_file.read_text())
+        agent = workload_of(render(**args))["contexts"]["lm_workload"]["agent"]
+        if args_file.stem.startswith("seed-"):
+            # A stock image's root is /dev/vda1: fill files, never raw blocks.
+            assert "disk_device" not in agent and agent["disk_fill_path"] == "/"
+
+
+def test_flavor_spec_adds_rally_openstacks_flavors_context():
+    from rally.task import context
+
+    args = {**yaml.safe_load(BASE.read_text()), "flavor": "rally-lm-task-flavor",
+            "flavor_spec": {"ram": 256, "disk": 1}}
+    workload = workload_of(render(**args))
     flavors = workload["contexts"]["flavors"]
     assert flavors == [{"name": "rally-lm-task-flavor", "ram": 256, "vcpus": 1, "disk": 1}]
     assert workload["contexts"]["lm_workload"]["flavor"] == "rally-lm-task-flavor"
-    plugins.load()
     flavors_ctx = context.Context.get("flavors", platform="openstack")
     assert context.Context.validate("flavors", {}, {}, flavors, vtype="syntax") == []
     # Created before the workload boots, removed after it is gone.
     assert flavors_ctx.get_order() < context.Context.get("lm_workload").get_order()
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"probe_interval": 0.0001}, "probe_interval"),
-    ({"probe_interval": 5}, "probe_interval"),
-    ({"max_parallel": 0}, "max_parallel"),
-    ({"migration_timeout": -1}, "migration_timeout"),
-    ({"on_timeout": "retry"}, "on_timeout"),
-])
-def test_bad_scenario_arguments_fail_syntax_validation(bad, message, monkeypatch, tmp_path):
-    from rally import plugins
-    from rally.task import scenario
-
-    monkeypatch.setenv("HOME", str(tmp_path))
-    plugins.load()
-    args = {"source_host": "hv1", "target_host": "hv2", **bad}
-    results = scenario.Scenario.validate(
-        name="LiveMigration.evacuate_host", context={}, config={"args": args},
-        plugin_cfg=args, vtype="syntax")
-    assert results and message in " ".join(results)
+SYNTAX = [b for b in BAD_INPUTS if b[3] == "syntax"]
 
 
-@pytest.mark.parametrize("bad", [
-    {"count": 0}, {"count": 101}, {"agent": {"disk_fill_percent": 150}},
-    {"agent": {"udp_echo_port": 70000}}, {"unknown_option": 1},
-])
-def test_bad_workload_context_config_is_rejected(bad):
-    import jsonschema
+@pytest.mark.parametrize("name, bad, message, _phase", SYNTAX, ids=[b[0] for b in SYNTAX])
+def test_bad_input_is_refused_by_rallys_syntax_validation(name, bad, message, _phase):
+    errors = syntax_errors(render(**{**yaml.safe_load(BASE.read_text()), **bad}))
+    assert message in errors, errors[-1500:]
 
-    from rally_lm.task.contexts.nova.lm_workload import LiveMigrationWorkload
 
-    config = {"source_host": "hv1", "flavor": "f", "image": "i", "network": "n", **bad}
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(config, LiveMigrationWorkload.CONFIG_SCHEMA)
+def test_there_are_at_least_thirty_distinct_bad_inputs():
+    assert len({b[0] for b in BAD_INPUTS}) == len(BAD_INPUTS) >= 30

@@ -20,10 +20,10 @@ INFLUX_SCHEMA = {
     "additionalProperties": False,
     "properties": {
         "url": {"type": "string", "pattern": "^https?://[^/\\s]+(/\\S*)?$",
-                "description": "e.g. http://influx:8086"},
-        "org": {"type": "string"},
-        "bucket": {"type": "string"},
-        "token_env": {"type": "string",
+                "description": "InfluxDB base URL, e.g. http://influx:8086"},
+        "org": {"type": "string", "description": "InfluxDB organization."},
+        "bucket": {"type": "string", "description": "Bucket to write to (default rally_lm)."},
+        "token_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
                       "description": "Environment variable holding the token (never the "
                                      "token itself: it would end up in reports)."},
     },
@@ -43,7 +43,7 @@ def admin_nova(task) -> NovaAdapter:
     return NovaAdapter(OpenStackCredential(**admin).clients().nova(version=MICROVERSION))
 
 
-@hook.configure(name="lm_vm_metrics")
+@hook.configure(name="lm_vm_metrics", platform="openstack")
 class VmMetrics(hook.HookAction):
     """Sample the workload VMs' CPU, memory, network and disk and probe them all.
 
@@ -51,8 +51,9 @@ class VmMetrics(hook.HookAction):
     Nova's server diagnostics (microversion 2.48+) and host of every
     workload VM of this task, probes all of them for ``probe_seconds`` (so
     disruption of VMs that are not migrating is seen too) and writes both to
-    InfluxDB when ``influx`` is set. Points that cannot be written are
-    spooled to ``~/.rally/rally-lm-spool`` and replayed later.
+    InfluxDB when ``influx`` is set. Points that cannot be written because
+    the server is unreachable are spooled to ``~/.rally/rally-lm-spool`` and
+    replayed later; a refused token, org, bucket or point fails the hook.
     """
 
     CONFIG_SCHEMA = {
@@ -60,11 +61,15 @@ class VmMetrics(hook.HookAction):
         "$schema": "http://json-schema.org/draft-07/schema#",
         "additionalProperties": False,
         "properties": {
-            "probe_seconds": {"type": "number", "minimum": 0.5, "maximum": 600},
-            "probe_interval": {"type": "number", "minimum": 0.001, "maximum": 1},
-            "udp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
-            "influx": INFLUX_SCHEMA,
-            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "probe_seconds": {"type": "number", "minimum": 0.5, "maximum": 600,
+                              "description": "How long each run probes the VMs (default 5)."},
+            "probe_interval": {"type": "number", "minimum": 0.001, "maximum": 1,
+                               "description": "Seconds between echo requests (default 0.01)."},
+            "udp_port": {"type": "integer", "minimum": 1, "maximum": 65535,
+                         "description": "The agent's UDP echo port (default 7)."},
+            "influx": {**INFLUX_SCHEMA, "description": "Where to write the samples."},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "Tags added to every point, e.g. storage, tunnelling."},
         },
     }
 
@@ -101,8 +106,10 @@ class VmMetrics(hook.HookAction):
                      "rows": [r + p for r, p in zip(rows, probe_rows, strict=True)]}})
         if stats is not None:
             self.add_output(complete=export_stats_chart("InfluxDB export", stats))
-            if stats.dropped:
-                self.set_error("InfluxExportError", f"{stats.dropped} points dropped",
+            if stats.failed:
+                self.set_error("InfluxExportError",
+                               f"InfluxDB export failed ({stats.rejected} point(s) rejected, "
+                               f"{stats.dropped} dropped, {stats.spooled} spooled)",
                                stats.last_error or "")
         if not servers:
             # Periodic runs can fall before the VMs boot or after their cleanup.

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from rally.task import sla
 
+from rally_lm.migration.driver import SUCCEEDED
 from rally_lm.task.output import migrations_from_output
 
 
 @sla.configure(name="lm_success_rate")
 class SuccessRate(sla.SLA):
-    """At least this percentage of live migrations succeed (the seed: 233/240)."""
+    """At least this percentage of the planned live migrations succeed (the seed: 233/240).
+
+    Every planned migration counts: skipped ones, and those whose outcome the
+    tool could not learn (unknown, tool_error), count as not succeeded. A
+    round trip that broke before reporting counts as one failure; a run in
+    which nothing ran fails.
+    """
 
     CONFIG_SCHEMA = {
         "type": "object",
         "$schema": "http://json-schema.org/draft-07/schema#",
         "additionalProperties": False,
         "required": ["min_percent"],
-        "properties": {"min_percent": {"type": "number", "minimum": 0, "maximum": 100}},
+        "properties": {"min_percent": {"type": "number", "minimum": 0, "maximum": 100,
+                                       "description": "Lowest acceptable success rate, %."}},
     }
 
     def __init__(self, criterion_value: dict) -> None:
@@ -25,15 +33,17 @@ class SuccessRate(sla.SLA):
         self.total = 0
         self.succeeded = 0
         self.failures: dict[str, int] = {}
+        # Rally may never feed an iteration (a context failed): that is no pass.
+        self._judge()
 
     def add_iteration(self, iteration: dict) -> bool:
         rows = migrations_from_output(iteration.get("output", {}))
-        if not rows and iteration.get("error"):
-            # The round trip broke before reporting: count it as one failure.
-            rows = [{"outcome": "iteration_error"}]
+        if iteration.get("error"):
+            # The round trip broke: whatever it could not do counts as one failure.
+            rows = [*rows, {"outcome": "iteration_error"}]
         for row in rows:
             self.total += 1
-            if row["outcome"] in ("completed", "timeout_forced"):
+            if row["outcome"] in SUCCEEDED:
                 self.succeeded += 1
             else:
                 self.failures[row["outcome"]] = self.failures.get(row["outcome"], 0) + 1
@@ -55,5 +65,5 @@ class SuccessRate(sla.SLA):
             return f"no live migration ran - {self.status()}"
         rate = 100.0 * self.succeeded / self.total
         failed = ", ".join(f"{k}: {v}" for k, v in sorted(self.failures.items()))
-        return (f"{self.succeeded}/{self.total} live migrations succeeded ({rate:.1f}% >= "
+        return (f"{self.succeeded}/{self.total} planned live migrations succeeded ({rate:.1f}% >= "
                 f"{self.minimum:g}%){' - failed: ' + failed if failed else ''} - {self.status()}")

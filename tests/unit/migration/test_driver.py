@@ -284,3 +284,63 @@ def test_refusal_names_a_disabled_target_compute(cloud):
 ])
 def test_event_reason_is_the_exception_line(traceback, reason):
     assert exception_line(traceback) == reason
+
+
+def test_novas_own_completion_timeout_is_timeout_aborted_by_nova(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="nova_timeout", running=8.0))
+    record = driver(adapter, clock, timeout=60.0).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert not record.timed_out
+    assert (record.outcome, record.timeout_by) == ("timeout_aborted", "nova"), record.error
+    assert "live_migration_completion_timeout" in record.error
+    assert record.final_host == "hv1" and record.nova_status == "cancelled"
+
+
+def test_our_own_abort_is_timeout_aborted_by_the_tool(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="hang"))
+    record = driver(adapter, clock, timeout=10.0).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert (record.outcome, record.timeout_by) == ("timeout_aborted", "tool")
+    assert any(e["event"] == "compute_live_migration_abort" for e in record.events)
+
+
+def test_someone_elses_abort_is_an_error_not_a_timeout(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(running=6.0))
+    record = classify_after_foreign_abort(nova, adapter, clock, server)
+    assert record.outcome == "error" and record.timeout_by is None
+    assert "cancelled" in record.error
+
+
+def classify_after_foreign_abort(nova, adapter, clock, server):
+    """An operator aborts the migration through the API while we only watch."""
+    def sleep(seconds):
+        clock.sleep(seconds)
+        mig = nova.migrations[-1] if nova.migrations else None
+        if mig is not None and mig.aborted_at is None and clock() - mig.created > 2.0:
+            mig.aborted_at = clock()
+    return MigrationDriver(adapter, MigrationPolicy(status_grace=5.0, timeout=60.0),
+                           clock=clock, sleep=sleep).migrate(server, "vm0", "hv1", "hv2", "out")
+
+
+def test_completed_migrations_have_no_timeout_owner(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "completed" and record.timeout_by is None
+    assert MigrationRecord.from_dict(record.to_dict()).timeout_by is None
+
+
+def test_the_last_look_before_the_job_ran_bounds_its_start(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(preparing=1.0, running=3.0, post=1.0))
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    first_running = next(p["t"] for p in record.progress if p["status"] == "running")
+    # The job ran from 1 s after the call. Progress is looked at every fourth
+    # poll (0.25 s apart): the last look before that start, the first after it.
+    assert 0.0 < record.not_running_at <= 1.0 < first_running <= record.not_running_at + 1.0
+    assert MigrationRecord.from_dict(record.to_dict()).not_running_at == record.not_running_at

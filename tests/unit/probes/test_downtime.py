@@ -1,9 +1,18 @@
 import socket
+import struct
 import time
 
 import pytest
 
-from rally_lm.probes.downtime import DowntimeProbe, ProbeError, _checksum
+from rally_lm.probes.downtime import (
+    _ANCILLARY_SPACE,
+    SCM_TIMESTAMPNS,
+    SO_TIMESTAMPNS,
+    DowntimeProbe,
+    ProbeError,
+    _checksum,
+    arrival_time,
+)
 from rally_lm.probes.echo_server import EchoServer
 from rally_lm.probes.timeline import find_disruptions
 
@@ -78,3 +87,124 @@ def test_cli_json_carries_outages_and_the_raw_timeline(capsys):
     assert len(target["timeline"]) == target["requests"] >= 40
     sent, received = target["timeline"][0]
     assert 0 <= sent < received
+
+
+def make_probe():
+    probe = DowntimeProbe(["127.0.0.1", "127.0.0.2"], interval=0.01, protocol="udp",
+                          udp_port=7)
+    for index in range(2):
+        for _ in range(3):
+            probe._timelines[index].sent.append(100.0)
+            probe._timelines[index].received.append(float("nan"))
+    return probe
+
+
+def reply(probe, index, seq, token=None):
+    from rally_lm.probes.downtime import _MAGIC, _PAYLOAD
+
+    return _PAYLOAD.pack(_MAGIC, probe._token if token is None else token, index, seq)
+
+
+def test_a_duplicate_reply_keeps_the_first_arrival():
+    probe = make_probe()
+    probe._record_reply(reply(probe, 0, 1), "127.0.0.1", 100.002)
+    probe._record_reply(reply(probe, 0, 1), "127.0.0.1", 100.050)
+    timeline = probe._timelines[0]
+    assert timeline.received[1] == 100.002 and timeline.duplicates == 1
+    probe._sock.close()
+
+
+@pytest.mark.parametrize("case", ["other token", "other target", "unsent sequence",
+                                  "not ours"])
+def test_replies_that_are_not_this_probes_are_ignored(case):
+    probe = make_probe()
+    data, address = reply(probe, 0, 1), "127.0.0.1"
+    if case == "other token":
+        data = reply(probe, 0, 1, token=probe._token ^ 1)
+    elif case == "other target":
+        address = "127.0.0.2"  # index 0 belongs to 127.0.0.1
+    elif case == "unsent sequence":
+        data = reply(probe, 0, 9)
+    else:
+        data = b"hello, echo"
+    probe._record_reply(data, address, 100.002)
+    assert all(r != r for t in probe._timelines for r in t.received)
+    assert all(t.duplicates == 0 for t in probe._timelines)
+    probe._sock.close()
+
+
+def test_a_failed_probe_keeps_its_timelines_and_says_when():
+    server = EchoServer().start()
+    try:
+        probe = DowntimeProbe(["127.0.0.1"], interval=0.005, protocol="udp",
+                              udp_port=server.udp_port, reply_timeout=0.1)
+        probe.start()
+        time.sleep(0.2)
+        probe._sock.close()  # the socket goes away under the probe thread
+        time.sleep(0.2)
+        (timeline,) = probe.stop(raise_on_failure=False)
+    finally:
+        server.stop()
+    assert probe.failure is not None and probe.failed_at is not None
+    assert timeline.replies >= 10
+    assert timeline.sent[-1] <= probe.failed_at
+    with pytest.raises(ProbeError, match="downtime probe failed"):
+        probe.stop()
+
+
+def timestamp(wall: float) -> list[tuple[int, int, bytes]]:
+    seconds = int(wall)
+    return [(socket.SOL_SOCKET, SCM_TIMESTAMPNS,
+             struct.pack("@qq", seconds, round((wall - seconds) * 1e9)))]
+
+
+def test_arrival_is_the_kernels_timestamp_on_the_monotonic_clock():
+    # Read at monotonic 500.0 = wall 1000.0; the kernel stamped it 30 ms before.
+    assert arrival_time(timestamp(999.970), 500.0, 1000.0) == pytest.approx(499.970, abs=1e-6)
+
+
+@pytest.mark.parametrize("ancillary", [
+    [],                                                        # no timestamp
+    [(socket.SOL_SOCKET, SCM_TIMESTAMPNS + 1, b"\0" * 16)],   # another kind
+    [(socket.SOL_SOCKET + 1, SCM_TIMESTAMPNS, b"\0" * 16)],   # another level
+    [(socket.SOL_SOCKET, SCM_TIMESTAMPNS, b"\0" * 8)],        # truncated
+])
+def test_arrival_without_a_usable_timestamp_is_the_read_time(ancillary):
+    assert arrival_time(ancillary, 500.0, 1000.0) == 500.0
+
+
+def test_a_timestamp_from_the_future_is_not_believed():
+    # The wall clock stepped back between the kernel's stamp and our reading.
+    assert arrival_time(timestamp(1000.5), 500.0, 1000.0) == 500.0
+
+
+def test_a_datagram_read_late_keeps_its_arrival_time():
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def delivered_after(delay: float) -> tuple[float, float, list]:
+        sent = time.monotonic()
+        sender.sendto(b"x", receiver.getsockname())
+        time.sleep(delay)  # the probe thread, starved
+        _data, ancillary, _flags, _peer = receiver.recvmsg(16, _ANCILLARY_SPACE)
+        read = time.monotonic()
+        return sent, read, ancillary
+
+    try:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        # The kernel switches receive timestamps on a moment later (a deferred
+        # static key); until then it stamps at read time. The probe opens its
+        # socket long before its first reply; here, wait for the switch.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            sent, read, ancillary = delivered_after(0.01)
+            if arrival_time(ancillary, read, time.time()) < read - 0.005:
+                break
+        sent, read, ancillary = delivered_after(0.2)
+        arrived = arrival_time(ancillary, read, time.time())
+    finally:
+        receiver.close()
+        sender.close()
+    assert ancillary, "the kernel attached no timestamp"
+    assert sent - 0.001 <= arrived < read - 0.15

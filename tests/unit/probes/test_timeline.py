@@ -101,16 +101,6 @@ def test_loss_at_the_very_start():
     assert outages[0].start == pytest.approx(100.0) and outages[0].lost == 3
 
 
-def test_duplicates_and_reordering_do_not_change_the_analysis():
-    # Replies arriving out of order are matched by sequence number, so the
-    # timeline holds each request's first reply regardless of arrival order.
-    timeline = make_timeline([True] * 10 + [None] * 2 + [True] * 10)
-    timeline.received[3] = timeline.sent[3] + 0.004  # overtaken by its successor
-    timeline.duplicates = 4
-    outages, _ = find_disruptions(timeline)
-    assert len(outages) == 1 and outages[0].lost == 2
-
-
 def test_actual_send_times_are_used_when_the_prober_was_starved():
     # The probe fell behind: sends at 0, 10, 20 ms then a 300 ms gap.
     sent = [100.0, 100.01, 100.02, 100.32, 100.33, 100.34]
@@ -197,3 +187,37 @@ def test_resolution_reports_the_real_send_gap():
     result = disruption_in_window(timeline, window(100.0, 101.0), outages, spikes)
     assert result.resolution_ms == pytest.approx(410.0)
     assert not math.isnan(result.downtime_ms)
+
+
+def test_resolution_includes_the_send_gap_that_opens_the_outage():
+    # The probe was starved for 400 ms, then two requests were lost: the
+    # outage began somewhere in that gap, so 10 ms would be a false claim.
+    sent = [100.0 + i * 0.01 for i in range(10)] + [100.49, 100.50] + \
+        [100.51 + i * 0.01 for i in range(10)]
+    replies = [True] * 10 + [None, None] + [True] * 10
+    timeline = make_timeline(replies, sent=sent)
+    outages, spikes = find_disruptions(timeline)
+    result = disruption_in_window(timeline, window(100.0, 101.0), outages, spikes)
+    assert result.downtime_ms == pytest.approx(20.0)
+    assert result.resolution_ms == pytest.approx(400.0)
+
+
+def test_the_disruption_record_carries_every_field_under_its_name():
+    # The JSON keys are the contract: the report, the InfluxDB export and a
+    # user's pipeline read them. Compared whole, so a renamed key fails.
+    replies = [True] * 20 + [None] * 3 + [True] * 20
+    timeline = make_timeline(replies)
+    outages, spikes = find_disruptions(timeline)
+    result = disruption_in_window(timeline, window(100.0, 101.0, label="vm0 out"),
+                                  outages, spikes)
+    found = result.to_dict()
+    assert found == {
+        "target": "10.0.0.5", "label": "vm0 out", "window_start": 100.0, "window_end": 101.0,
+        "requests": result.requests, "downtime_ms": round(result.downtime_ms, 3),
+        "kind": result.kind, "lost": 3, "late": result.late,
+        "max_late_ms": round(result.max_late_ms, 3), "first_loss": result.first_loss,
+        "recovery": result.recovery, "outages": [o.to_dict() for o in result.outages],
+        "resolution_ms": round(result.resolution_ms, 3)}
+    assert (found["requests"], found["kind"]) == (43, "loss")
+    assert found["downtime_ms"] == pytest.approx(30.0)
+    assert len(found["outages"]) == 1

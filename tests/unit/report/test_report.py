@@ -27,6 +27,10 @@ def raw_migrations(path):
     return data, rows
 
 
+SUCCEEDED = ("completed", "timeout_forced")
+NEVER_STARTED = ("refused", "skipped")
+
+
 @pytest.mark.parametrize("path", FIXTURES + FAULT_SAMPLES, ids=lambda p: p.stem)
 def test_every_figure_matches_the_raw_iterations(path):
     (cell,) = cells.load([path])
@@ -36,24 +40,33 @@ def test_every_figure_matches_the_raw_iterations(path):
     assert (cell.storage, cell.tunnelling, cell.flavor) == (
         labels["storage"], labels["tunnelling"], labels["flavor"])
     f = cells.figures(cell)
-    ok = [r for r in rows if r["outcome"] == "completed"]
+    ok = [r for r in rows if r["outcome"] in SUCCEEDED]
     assert (f["succeeded"], f["total"]) == (len(ok), len(rows))
+    # Downtime: every migration that reached the hypervisor and was measured.
+    column = "client_downtime_ms" if "client_downtime_ms" in rows[0] else "network_downtime_ms"
+    touched = sorted(r[column] for r in rows
+                     if r["outcome"] not in NEVER_STARTED and r[column] is not None)
+    if touched:
+        assert f["client_downtime_ms"]["max"] == pytest.approx(touched[-1])
+        assert f["client_downtime_ms"]["p50"] == pytest.approx(statistics.median(touched))
+        assert f["client_downtime_ms"]["count"] == len(touched)
+        # Fewer than 20 values: no p95 pretending to be measured.
+        assert (f["client_downtime_ms"]["p95"] is None) == (len(touched) < 20)
     if ok:
-        downtimes = sorted(r["network_downtime_ms"] for r in ok)
-        assert f["network_downtime_ms"]["max"] == pytest.approx(downtimes[-1])
-        assert f["network_downtime_ms"]["p50"] == pytest.approx(statistics.median(downtimes))
-        durations = [r["duration_s"] for r in ok]
-        assert f["duration_s"]["max"] == pytest.approx(max(durations))
+        assert f["duration_s"]["max"] == pytest.approx(max(r["duration_s"] for r in ok))
         hyper = [r["hypervisor_downtime_ms"] for r in ok]
         assert f["hypervisor_downtime_ms"]["max"] == pytest.approx(max(hyper))
     failures = {}
     for r in rows:
-        if r["outcome"] != "completed":
+        if r["outcome"] not in SUCCEEDED:
             failures[r["outcome"]] = failures.get(r["outcome"], 0) + 1
     assert f["failures"] == failures
-    drains = [a["finished_at"] - a["started_at"] for it in workload["data"]
-              for a in it["atomic_actions"] if a["name"].startswith("nova.drain_host_")]
-    assert f["evacuation_s"]["mean"] == pytest.approx(statistics.mean(drains))
+    for direction in ("out", "back"):
+        drains = [a["finished_at"] - a["started_at"] for it in workload["data"]
+                  for a in it["atomic_actions"]
+                  if a["name"] == f"nova.drain_host_{direction}"]
+        assert f[f"evacuation_{direction}_s"]["mean"] == pytest.approx(
+            statistics.mean(drains))
     for vm in {r["vm"] for r in rows}:
         assert f["per_vm"][vm]["migrations"] == sum(r["vm"] == vm for r in rows)
 
@@ -62,7 +75,7 @@ def test_every_figure_matches_the_raw_iterations(path):
 def test_every_failed_migration_is_listed_with_its_reason(path, tmp_path):
     (cell,) = cells.load([path])
     _data, rows = raw_migrations(path)
-    failed = [r for r in rows if r["outcome"] not in ("completed", "timeout_forced")]
+    failed = [r for r in rows if r["outcome"] not in SUCCEEDED]
     listed = cells.figures(cell)["failed"]
     assert [(m["vm"], m["direction"], m["outcome"], m["reason"]) for m in listed] == [
         (r["vm"], r["direction"], r["outcome"], r["error"]) for r in failed]
@@ -86,8 +99,10 @@ def test_rendered_documents_carry_the_figures(tmp_path):
     for cell in found:
         f = cells.figures(cell)
         assert f"{f['succeeded']}/{f['total']}" in text
-        if f["network_downtime_ms"]["max"] is not None:
-            assert f"{f['network_downtime_ms']['max']:.1f}" in page
+        if f["client_downtime_ms"]["max"] is not None:
+            assert f"{f['client_downtime_ms']['max']:.1f}" in page
+        for sla in cell.sla:
+            assert sla["detail"] in text  # the verdicts, in Markdown too
     assert "testbed flavors are scaled" in page and "<svg" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")  # offline
 
@@ -100,3 +115,94 @@ def test_cli_rejects_missing_input(tmp_path, capsys):
 def test_cli_writes_both_documents(tmp_path, capsys):
     assert main(["report", *map(str, FIXTURES), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "comparison.html").exists() and (tmp_path / "comparison.md").exists()
+    assert (tmp_path / "comparison.md").read_text().startswith(
+        "# Live migration: storage x tunnelling x flavor\n")
+
+
+def test_cli_takes_a_title(tmp_path):
+    assert main(["report", *map(str, FIXTURES), "--out", str(tmp_path),
+                 "--title", "Live migration policies: dirty rate x policy"]) == 0
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert markdown.startswith("# Live migration policies: dirty rate x policy\n")
+    assert "Live migration policies: dirty rate x policy" in \
+        (tmp_path / "comparison.html").read_text()
+
+
+def policy_cell(policy, rate, rows):
+    """A sweep cell as cells.load makes it, from hand-written Migrations rows."""
+    from rally_lm.task.output import MIGRATION_COLUMNS
+
+    migrations = []
+    for number, (outcome, dirty, downtime, duration, mode, postcopy, throttle) in \
+            enumerate(rows):
+        row = dict.fromkeys(MIGRATION_COLUMNS)
+        row.update(vm="vm0", direction="out" if number % 2 == 0 else "back", source="hv1",
+                   target="hv2", outcome=outcome, dirty_rate_mib_s=dirty,
+                   client_downtime_ms=downtime, pause_ms=downtime, duration_s=duration,
+                   copy_mode=mode, postcopy_ms=postcopy, throttle_max_pct=throttle,
+                   iteration=number // 2)
+        migrations.append(row)
+    return cells.Cell(task=f"{policy}-{rate}", storage="ceph", tunnelling="off",
+                      flavor="lm.small.scaled-16", config={}, migrations=migrations,
+                      drains=[], per_vm_tcp=[], iterations=1, failed_iterations=0, sla=[],
+                      labels={"policy": policy, "link_mbit": "80",
+                              "dirty_rate_mib": str(rate)})
+
+
+def test_policy_cells_get_their_own_section_and_charts(tmp_path):
+    sweep = [
+        policy_cell("pre-copy", 24, [("timeout_aborted", 23.5, 180.0, 31.0, "pre-copy",
+                                      None, 0)] * 2),
+        policy_cell("post-copy", 24, [("timeout_forced", 24.1, 230.0, 36.0, "post-copy",
+                                       2400.0, 0)] * 2),
+        policy_cell("auto-converge", 24, [("completed", 22.0, 150.0, 20.0, "pre-copy", None,
+                                           60), ("completed", 21.0, 140.0, 19.0, "pre-copy",
+                                                 None, 70)]),
+    ]
+    assert sweep[0].link_mib_s == pytest.approx(80e6 / 8 / 2**20)
+    assert sweep[0].name == "ceph / tunnelling off / lm.small.scaled-16 / pre-copy / " \
+                            "dirtying 24 MiB/s"
+    f = cells.figures(sweep[2])
+    assert f["throttle_max_pct"]["max"] == 70 and f["copy_modes"] == {"pre-copy": 2}
+    assert cells.figures(sweep[1])["postcopy_ms"]["max"] == 2400.0
+    points = render.policy_points(sweep, "client_downtime_ms")
+    assert sorted(points) == ["auto-converge", "post-copy", "pre-copy"]
+    x, y, ok = points["pre-copy"][0]
+    assert x == pytest.approx(23.5 / (80e6 / 8 / 2**20)) and y == 180.0 and ok is False
+    html, markdown = render.render(sweep, tmp_path, title="Live migration policies")
+    text = markdown.read_text()
+    assert "## Migration policies" in text
+    assert "timeout_aborted: 2" in text and "post-copy: 2" in text
+    page = html.read_text()
+    assert "dirty rate ÷ link bandwidth" in page and "hollow: did not succeed" in page
+
+
+def test_the_storage_study_has_no_policy_section(tmp_path):
+    _html, markdown = render.render(cells.load(FIXTURES), tmp_path)
+    assert "Migration policies" not in markdown.read_text()
+    assert render.policy_points(cells.load(FIXTURES), "duration_s") == {}
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_the_time_budget_adds_up_from_the_raw_rows(path):
+    data, rows = raw_migrations(path)
+    (cell,) = cells.load([path])
+    budget = cells.time_budget(cell)
+    timed = [r for r in rows if r["duration_s"] is not None]
+    assert budget["migrations_s"] == pytest.approx(sum(r["duration_s"] for r in timed))
+    if all(r.get("hypervisor_total_ms") is not None for r in timed):
+        libvirt = sum(r["hypervisor_total_ms"] for r in timed) / 1000.0
+        assert budget["libvirt_s"] == pytest.approx(libvirt)
+        assert budget["nova_s"] == pytest.approx(budget["migrations_s"] - libvirt)
+    else:
+        assert budget["libvirt_s"] is None and budget["nova_s"] is None
+    assert budget["tool_s"] == pytest.approx(budget["drains_s"] - budget["migrations_s"])
+    assert 0 <= budget["tool_share"] < 1
+
+
+def test_a_cell_without_timed_migrations_has_no_budget():
+    empty = cells.Cell(task="t", storage="ceph", tunnelling="off", flavor="f", config={},
+                       migrations=[], drains=[], per_vm_tcp=[], iterations=0,
+                       failed_iterations=0, sla=[])
+    assert cells.time_budget(empty) == dict.fromkeys(
+        ("drains_s", "migrations_s", "libvirt_s", "nova_s", "tool_s", "tool_share"))

@@ -62,6 +62,30 @@ def test_missing_admin_credentials(nova):
         check(nova, {"source_host": "hv1", "target_host": "hv2"}, admin=False)
 
 
+def test_compute_problems_found_through_hypervisor_uris_are_reported(nova, monkeypatch):
+    from rally_lm.clients import hosts
+
+    asked = []
+
+    def check_computes(uris, source, target):
+        asked.append((uris, source, target))
+        return ["hv1 cannot resolve 'hv2': ...", "libvirtd on hv2 does not answer: ..."]
+
+    monkeypatch.setattr(hosts, "check_computes", check_computes)
+    uris = {"hv1": "qemu+ssh://hv1/system", "hv2": "qemu+ssh://hv2/system"}
+    with pytest.raises(validation.ValidationError) as error:
+        check(nova, {"source_host": "hv1", "target_host": "hv2", "hypervisor_uris": uris})
+    assert "hv1 cannot resolve 'hv2': ...; libvirtd on hv2 does not answer" in str(error.value)
+    assert asked == [(uris, "hv1", "hv2")]
+
+
+def test_without_hypervisor_uris_the_computes_are_not_contacted(nova, monkeypatch):
+    from rally_lm.clients import hosts
+
+    monkeypatch.setattr(hosts, "check_computes", lambda *a: pytest.fail("contacted"))
+    check(nova, {"source_host": "hv1", "target_host": "hv2"})
+
+
 def test_old_nova_is_rejected(nova):
     nova.max_version = "2.60"
     with pytest.raises(validation.ValidationError, match="2.60 at most; rally_lm needs >= 2.80"):

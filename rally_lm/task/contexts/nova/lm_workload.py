@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shlex
+import ipaddress
+import socket
 import time
 
 from rally.common import logging
@@ -10,29 +11,57 @@ from rally.task import context
 
 from rally_lm.clients.nova import MICROVERSION, NovaAdapter, NovaError
 from rally_lm.probes import readiness
+from rally_lm.workload import status as workload_status
+from rally_lm.workload import user_data
 
 LOG = logging.getLogger(__name__)
 
 
-def agent_user_data(agent: dict) -> str:
-    """user_data starting rally-lm-agent (the testbed image has it; see docs)."""
-    argv = ["rally-lm-agent", "--tcp-echo", str(agent["tcp_echo_port"]),
-            "--udp-echo", str(agent["udp_echo_port"])]
+def agent_argv(agent: dict) -> list[str]:
+    """The workload agent's command line (the same for both agents, see docs/agent.md)."""
+    argv = ["--tcp-echo", str(agent["tcp_echo_port"]), "--udp-echo", str(agent["udp_echo_port"])]
     if agent["dirty_rate_mib"] > 0 and agent["dirty_working_set_mib"] > 0:
         argv += ["--dirty-mib", str(agent["dirty_working_set_mib"]),
                  "--dirty-rate", str(agent["dirty_rate_mib"])]
     if agent["disk_fill_percent"] > 0:
-        argv += ["--disk", agent["disk_device"], "--disk-fill", str(agent["disk_fill_percent"])]
-    return "#!/bin/sh\n# rally-lm workload agent\nexec " + shlex.join(argv) + "\n"
+        if agent.get("disk_device"):
+            argv += ["--disk", agent["disk_device"]]
+        else:
+            argv += ["--fill-path", agent["disk_fill_path"]]
+        argv += ["--disk-fill", str(agent["disk_fill_percent"])]
+    return argv
+
+
+def probe_source_prefix(cidr: str) -> str:
+    """This host's address on the route towards a subnet, as a one-address prefix."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    family = socket.AF_INET6 if network.version == 6 else socket.AF_INET
+    probe = str(next(iter(network.hosts()), network.network_address))
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((probe, 7))  # no packet is sent: the kernel only picks the route
+        address = sock.getsockname()[0]
+    return f"{address}/{network.max_prefixlen}"
+
+
+def agent_user_data(agent: dict) -> str:
+    """The user data that starts the agent, as ``agent.delivery`` asks (see user_data)."""
+    return user_data.user_data(agent_argv(agent), agent.get("delivery", "cloud-init"))
+
+
+NAME = {"type": "string", "pattern": r"^\S.*$"}
 
 
 @context.configure(name="lm_workload", platform="openstack", order=500)
 class LiveMigrationWorkload(context.Context):
     """Boot the VMs to migrate, pinned to the source host, and wait until they answer.
 
-    Each VM runs rally-lm-agent from its user data (config drive): TCP and UDP
-    echo for the probes, optional memory dirtying and disk filling. Setup
-    fails, deleting what it booted, if a VM does not boot or answer in time.
+    Each VM runs the workload agent from its user data: TCP and UDP echo for
+    the probes, optional memory dirtying and disk filling. Setup fails,
+    deleting what it booted, if a VM does not boot or answer in time. The
+    disk is filled with files (to a share of the filesystem at
+    ``agent.disk_fill_path``); a raw device is written only when
+    ``agent.disk_device`` names one, and the agent refuses a device that
+    holds a mounted filesystem.
     """
 
     CONFIG_SCHEMA = {
@@ -41,38 +70,73 @@ class LiveMigrationWorkload(context.Context):
         "additionalProperties": False,
         "required": ["source_host", "flavor", "image", "network"],
         "properties": {
-            "source_host": {"type": "string", "minLength": 1,
-                            "description": "Compute host the VMs are booted on."},
-            "flavor": {"type": "string", "minLength": 1, "description": "Flavor name or id."},
-            "image": {"type": "string", "minLength": 1, "description": "Image name or id."},
-            "network": {"type": "string", "minLength": 1,
-                        "description": "Network name or id the probes can reach."},
+            "source_host": {**NAME, "description": "Compute host the VMs are booted on."},
+            "flavor": {**NAME, "description": "Flavor name or id."},
+            "image": {**NAME, "description": "Image name or id."},
+            "network": {**NAME, "description": "Network name or id the probes can reach."},
             "count": {"type": "integer", "minimum": 1, "maximum": 100,
                       "description": "Number of VMs (the seed used 6)."},
-            "boot_timeout": {"type": "number", "minimum": 10, "maximum": 3600},
+            "boot_timeout": {"type": "number", "minimum": 10, "maximum": 3600,
+                             "description": "Seconds for every VM to become ACTIVE."},
             "ready_timeout": {"type": "number", "minimum": 5, "maximum": 3600,
-                              "description": "Seconds for every agent to answer its UDP echo."},
+                              "description": "Seconds for every agent to answer its UDP echo "
+                                             "(and to finish its disk fill)."},
+            "boot_from_volume": {"type": "boolean",
+                                 "description": "Boot each VM from a new Cinder volume made "
+                                                "from the image (the seed's lesson 3: the "
+                                                "volume's availability zone must suit the "
+                                                "host's)."},
+            "volume_size_gb": {"type": "integer", "minimum": 1, "maximum": 16384,
+                               "description": "Size of each boot volume (default: the "
+                                              "flavor's disk, at least 1 GB)."},
+            "probe_via": {"enum": ["fixed", "floating"],
+                          "description": "Probe each VM at its fixed IP (default; the probes "
+                                         "must reach the tenant network) or at a floating IP "
+                                         "the context creates on floating_network."},
+            "floating_network": {**NAME, "description": "External network for the floating "
+                                                        "IPs (probe_via: floating)."},
+            "probe_cidr": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+/[0-9]+$",
+                           "description": "Source prefix the probe security group admits "
+                                          "(default: this host's address on the route to "
+                                          "the VMs)."},
             "agent": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "What the workload agent in each VM does.",
                 "properties": {
-                    "tcp_echo_port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                    "udp_echo_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    "delivery": {"enum": list(user_data.DELIVERIES),
+                                 "description": "cloud-init (default): the Python agent in "
+                                                "cloud-config, for stock cloud images; image: "
+                                                "the image ships rally-lm-agent."},
+                    "tcp_echo_port": {"type": "integer", "minimum": 1, "maximum": 65535,
+                                      "description": "TCP echo port (the TCP stream)."},
+                    "udp_echo_port": {"type": "integer", "minimum": 1, "maximum": 65535,
+                                      "description": "UDP echo port (the downtime probe)."},
                     "dirty_rate_mib": {"type": "number", "minimum": 0, "maximum": 10240,
                                        "description": "Memory the guest rewrites, MiB/s."},
                     "dirty_working_set_mib": {"type": "integer", "minimum": 0,
-                                              "maximum": 1048576},
-                    "disk_fill_percent": {"type": "integer", "minimum": 0, "maximum": 100,
-                                          "description": "Fill the root disk (seed: 50)."},
-                    "disk_device": {"type": "string", "minLength": 1},
+                                              "maximum": 1048576,
+                                              "description": "Memory the dirtier writes over, "
+                                                             "MiB."},
+                    "disk_fill_percent": {"type": "integer", "minimum": 0, "maximum": 95,
+                                          "description": "Fill the disk to this share, % (the "
+                                                         "seed: 50)."},
+                    "disk_fill_path": {"type": "string", "pattern": "^/",
+                                       "description": "Fill the filesystem holding this "
+                                                      "directory with files (default /)."},
+                    "disk_device": {"type": "string", "pattern": "^/dev/\\S+$",
+                                    "description": "Instead, write raw blocks over this "
+                                                   "dedicated data device (never one with a "
+                                                   "mounted filesystem)."},
                 },
             },
         },
     }
-    DEFAULT_CONFIG = {"count": 6, "boot_timeout": 600, "ready_timeout": 300,
-                      "agent": {"tcp_echo_port": 7, "udp_echo_port": 7, "dirty_rate_mib": 0,
+    DEFAULT_CONFIG = {"count": 6, "boot_timeout": 600, "ready_timeout": 300, "probe_via": "fixed",
+                      "agent": {"delivery": "cloud-init", "tcp_echo_port": 7,
+                                "udp_echo_port": 7, "dirty_rate_mib": 0,
                                 "dirty_working_set_mib": 0, "disk_fill_percent": 0,
-                                "disk_device": "/dev/vda"}}
+                                "disk_fill_path": "/"}}
 
     def _clients(self):
         return self.context["admin"]["credential"].clients()
@@ -86,27 +150,48 @@ class LiveMigrationWorkload(context.Context):
         image = self._find_image(clients, cfg["image"])
         network, port_security = self._find_network(clients, cfg["network"])
         servers: list[dict] = []
+        via = cfg.get("probe_via", "fixed")
         self.context["lm_workload"] = {"servers": servers, "agent": agent,
                                        "flavor": flavor, "source_host": cfg["source_host"],
-                                       "security_group": None}
+                                       "security_group": None, "cloud": self._cloud(nova),
+                                       "probe_via": via, "floating_ips": []}
         # Named after the task: the metrics hook finds them by this prefix.
         prefix = f"rally-lm-{self.context['task']['uuid'][:8]}"
         try:
             groups = None
+            floating = self._find_network(clients, cfg["floating_network"])[0] \
+                if via == "floating" else None
             if port_security:
-                group = self._probe_security_group(clients, prefix, agent)
+                source = self._probe_prefix(clients, floating or network,
+                                            cfg.get("probe_cidr"))
+                group = self._probe_security_group(clients, prefix, agent, source)
                 self.context["lm_workload"]["security_group"] = group
                 groups = [group]
             for index in range(cfg["count"]):
+                volume = max(cfg.get("volume_size_gb") or flavor.get("disk") or 1, 1) \
+                    if cfg.get("boot_from_volume") else None
                 server_id = nova.boot(f"{prefix}-vm{index}", image, flavor["id"],
                                       cfg["source_host"], network, agent_user_data(agent),
-                                      security_groups=groups)
+                                      security_groups=groups, volume_size_gb=volume)
                 servers.append({"id": server_id, "name": f"{prefix}-vm{index}"})
             self._wait_active(nova, servers, cfg["boot_timeout"])
+            if floating:
+                self._attach_floating_ips(clients, servers, floating,
+                                          self.context["lm_workload"]["floating_ips"])
             self._wait_answering(servers, agent, cfg["ready_timeout"])
+            if agent["disk_fill_percent"] > 0:
+                self._wait_disk_filled(nova, servers, cfg["ready_timeout"])
         except Exception:
             self.cleanup()
             raise
+
+    @staticmethod
+    def _cloud(nova: NovaAdapter) -> dict:
+        """What the cloud says about itself, for the report's configuration table."""
+        try:
+            return nova.cloud_facts()
+        except NovaError as exc:
+            return {"error": str(exc)}
 
     @staticmethod
     def _find_image(clients, name_or_id: str) -> str:
@@ -123,20 +208,34 @@ class LiveMigrationWorkload(context.Context):
         return found[0]["id"], bool(found[0].get("port_security_enabled", False))
 
     @staticmethod
-    def _probe_security_group(clients, prefix: str, agent: dict) -> str:
-        """A group letting the probes in: ICMP, and TCP/UDP to the agent's echo ports."""
+    def _probe_prefix(clients, network_id: str, configured: str | None) -> str:
+        """Where the probes come from: ``probe_cidr``, else this host's source address
+        on the route to the VMs' subnet (a /32 or /128)."""
+        if configured:
+            return configured
+        subnets = clients.neutron().list_subnets(network_id=network_id)["subnets"]
+        if not subnets:
+            raise RuntimeError("the workload network has no subnet: set lm_workload.probe_cidr")
+        return probe_source_prefix(subnets[0]["cidr"])
+
+    @staticmethod
+    def _probe_security_group(clients, prefix: str, agent: dict, source: str) -> str:
+        """A group letting the probes in - ICMP, and TCP/UDP to the agent's echo ports -
+        from the probes' own prefix only: UDP echo open to the world reflects attacks."""
         neutron = clients.neutron()
         group = neutron.create_security_group({"security_group": {
             "name": f"{prefix}-probes",
-            "description": "rally_lm: echo probes to the workload agent"}})["security_group"]
-        rules = [{"protocol": "icmp"}]
+            "description": f"rally_lm: echo probes from {source} to the workload agent"}}
+        )["security_group"]
+        ethertype = "IPv6" if ":" in source else "IPv4"
+        rules = [{"protocol": "icmp" if ethertype == "IPv4" else "ipv6-icmp"}]
         rules += [{"protocol": proto, "port_range_min": port, "port_range_max": port}
                   for proto, port in (("tcp", agent["tcp_echo_port"]),
                                       ("udp", agent["udp_echo_port"]))]
         for rule in rules:
             neutron.create_security_group_rule({"security_group_rule": {
                 "security_group_id": group["id"], "direction": "ingress",
-                "ethertype": "IPv4", **rule}})
+                "ethertype": ethertype, "remote_ip_prefix": source, **rule}})
         return group["name"]
 
     @staticmethod
@@ -166,9 +265,58 @@ class LiveMigrationWorkload(context.Context):
                                                 agent["udp_echo_port"], timeout)
         if silent:
             names = ", ".join(s["name"] for s in servers if s["ip"] in silent)
+            answered = len(servers) - len(silent)
+            # Others answering proves the path from here; a silent few point at
+            # their guests (a slow or failed boot: their console logs say).
+            hint = (f"{answered} of {len(servers)} answered, so the network is reachable: "
+                    "read the silent VM's console log (a guest that did not finish booting?)"
+                    if answered else "is the network reachable from where Rally runs?")
             raise TimeoutError(f"workload agent of {names} did not answer UDP echo on port "
-                               f"{agent['udp_echo_port']} within {timeout:.0f}s: is the "
-                               "network reachable from where Rally runs?")
+                               f"{agent['udp_echo_port']} within {timeout:.0f}s: {hint}")
+
+    @staticmethod
+    def _attach_floating_ips(clients, servers: list[dict], network_id: str,
+                             created: list[str]) -> None:
+        """A floating IP per VM; the probes use it, the fixed IP is kept beside it."""
+        neutron = clients.neutron()
+        for server in servers:
+            ports = neutron.list_ports(device_id=server["id"])["ports"]
+            if not ports:
+                raise RuntimeError(f"workload VM {server['name']} has no port to attach a "
+                                   "floating IP to")
+            fip = neutron.create_floatingip({"floatingip": {
+                "floating_network_id": network_id, "port_id": ports[0]["id"],
+                "description": f"rally_lm probes of {server['name']}"}})["floatingip"]
+            created.append(fip["id"])
+            server["fixed_ip"], server["ip"] = server["ip"], fip["floating_ip_address"]
+
+    @staticmethod
+    def _wait_disk_filled(nova: NovaAdapter, servers: list[dict], timeout: float) -> None:
+        """Until every agent says (on its console) its disk fill is done, as the seed's
+        "disk half full" was before migrating; a refusal fails the setup with its reason."""
+        deadline = time.monotonic() + timeout
+        waiting = {s["id"]: s for s in servers}
+        while waiting:
+            for server_id in list(waiting):
+                try:
+                    console = nova.console_output(server_id, lines=200)
+                except NovaError as exc:
+                    LOG.warning(f"console log of {waiting[server_id]['name']}: {exc}")
+                    continue
+                why = workload_status.refused(console)
+                if why:
+                    raise RuntimeError(f"workload agent of {waiting[server_id]['name']} "
+                                       f"did not fill its disk: {why}")
+                current = workload_status.latest(console)
+                if current and current.get("disk") == "done":
+                    waiting[server_id]["disk_used_percent"] = current.get("disk_used_percent")
+                    del waiting[server_id]
+            if waiting and time.monotonic() > deadline:
+                names = ", ".join(s["name"] for s in waiting.values())
+                raise TimeoutError(f"the disk fill of {names} did not finish within "
+                                   f"{timeout:.0f}s (the agent reports on the console log)")
+            if waiting:
+                time.sleep(5)
 
     @staticmethod
     def _stop_migrations(nova: NovaAdapter, servers: list[dict], timeout: float = 120) -> None:
@@ -221,6 +369,11 @@ class LiveMigrationWorkload(context.Context):
                 time.sleep(2)
         if remaining:
             LOG.warning(f"workload VMs still present after cleanup: {remaining}")
+        for fip in workload.get("floating_ips", []):
+            try:
+                self._clients().neutron().delete_floatingip(fip)
+            except Exception as exc:  # noqa: BLE001 - report, never mask the run
+                LOG.warning(f"could not release floating IP {fip}: {exc}")
         group = workload.get("security_group")
         if group:
             neutron = self._clients().neutron()

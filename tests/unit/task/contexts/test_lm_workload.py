@@ -3,6 +3,7 @@
 from unittest import mock
 
 import pytest
+import yaml
 
 from rally_lm.task.contexts.nova import lm_workload
 
@@ -13,11 +14,16 @@ class StubAdapter:
         self.task_states: dict[str, str | None] = {}
 
     def find_flavor(self, name):
-        return {"id": "f1", "name": name}
+        return {"id": "f1", "name": name, "disk": 3}
 
-    def boot(self, name, image, flavor, host, network, userdata, security_groups=None):
+    def cloud_facts(self):
+        return {"nova max microversion": "2.93"}
+
+    def boot(self, name, image, flavor, host, network, userdata, security_groups=None,
+             volume_size_gb=None):
         self.booted.append({"name": name, "image": image, "host": host, "network": network,
-                            "userdata": userdata, "security_groups": security_groups})
+                            "userdata": userdata, "security_groups": security_groups,
+                            "volume_size_gb": volume_size_gb})
         return f"id-{len(self.booted)}"
 
     def delete(self, server_id):
@@ -56,6 +62,8 @@ def make_context(port_security):
         "security_group": {"id": "sg-1", "name": "rally-lm-abcdef12-probes"}}
     clients.neutron.return_value.list_security_groups.return_value = {
         "security_groups": [{"id": "sg-1"}]}
+    clients.neutron.return_value.list_subnets.return_value = {
+        "subnets": [{"cidr": "127.0.0.0/8"}]}
     credential = mock.Mock()
     credential.clients.return_value = clients
     config = {"source_host": "hv1", "flavor": "small", "image": "guest", "network": "net",
@@ -73,12 +81,16 @@ def test_setup_and_cleanup(stubs, port_security):
     assert [b["name"] for b in stubs.booted] == ["rally-lm-abcdef12-vm0", "rally-lm-abcdef12-vm1"]
     assert all(b["host"] == "hv1" and b["network"] == "net-1" and b["image"] == "img-1"
                for b in stubs.booted)
-    assert "--dirty-mib 32 --dirty-rate 4" in stubs.booted[0]["userdata"]
+    files = {f["path"]: f for f in yaml.safe_load(stubs.booted[0]["userdata"])["write_files"]}
+    assert "--dirty-mib 32 --dirty-rate 4" in files["/usr/local/lib/rally-lm/run-agent"]["content"]
+    assert context["lm_workload"]["cloud"] == {"nova max microversion": "2.93"}
     if port_security:
         assert stubs.booted[0]["security_groups"] == ["rally-lm-abcdef12-probes"]
         rules = [c.args[0]["security_group_rule"] for c in
                  neutron.create_security_group_rule.call_args_list]
         assert {r["protocol"] for r in rules} == {"icmp", "tcp", "udp"}
+        # Only from where the probes come from (the route to 127/8 leaves from 127.0.0.1).
+        assert {r["remote_ip_prefix"] for r in rules} == {"127.0.0.1/32"}
     else:
         assert stubs.booted[0]["security_groups"] is None
         neutron.create_security_group.assert_not_called()
@@ -97,3 +109,48 @@ def test_cleanup_aborts_a_migration_left_in_flight_before_deleting(stubs, monkey
     ctx.cleanup()
     assert stubs.aborted == [("id-2", 7)]
     assert stubs.deleted == ["id-1", "id-2"]
+
+
+def test_the_probe_prefix_is_the_source_address_towards_the_vms():
+    assert lm_workload.probe_source_prefix("127.0.0.0/8") == "127.0.0.1/32"
+    assert lm_workload.probe_source_prefix("::1/128") == "::1/128"
+
+
+def test_a_configured_probe_cidr_wins(stubs):
+    context, neutron = make_context(True)
+    context["config"]["lm_workload"]["probe_cidr"] = "192.0.2.0/24"
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    ctx.setup()
+    rules = [c.args[0]["security_group_rule"] for c in
+             neutron.create_security_group_rule.call_args_list]
+    assert {r["remote_ip_prefix"] for r in rules} == {"192.0.2.0/24"}
+    ctx.cleanup()
+
+
+def test_boot_from_volume_sizes_the_volume_from_the_flavor_or_as_asked(stubs):
+    context, _neutron = make_context(False)
+    context["config"]["lm_workload"]["boot_from_volume"] = True
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    ctx.setup()
+    assert [b["volume_size_gb"] for b in stubs.booted] == [3, 3]
+    ctx.cleanup()
+    stubs.booted.clear()
+    context["config"]["lm_workload"]["volume_size_gb"] = 8
+    lm_workload.LiveMigrationWorkload(context).setup()
+    assert [b["volume_size_gb"] for b in stubs.booted] == [8, 8]
+
+
+@pytest.mark.parametrize("silent, hint", [
+    ({"10.0.0.3"}, "2 of 3 answered, so the network is reachable: read the silent VM's "
+                   "console log (a guest that did not finish booting?)"),
+    ({"10.0.0.1", "10.0.0.2", "10.0.0.3"}, "is the network reachable from where Rally runs?"),
+])
+def test_agents_that_never_answer_are_named_with_the_likelier_cause(monkeypatch, silent, hint):
+    servers = [{"name": f"vm{i}", "ip": f"10.0.0.{i}"} for i in (1, 2, 3)]
+    monkeypatch.setattr(lm_workload.readiness, "wait_until_answering",
+                        lambda ips, port, timeout: set(silent))
+    with pytest.raises(TimeoutError) as caught:
+        lm_workload.LiveMigrationWorkload._wait_answering(servers, {"udp_echo_port": 7}, 300)
+    names = ", ".join(s["name"] for s in servers if s["ip"] in silent)
+    assert str(caught.value) == (f"workload agent of {names} did not answer UDP echo on port 7 "
+                                 f"within 300s: {hint}")

@@ -1,0 +1,316 @@
+"""``rally-lm study``: the seed's whole study, one Rally task per cell, then one comparison.
+
+On the embedded testbed (root) every cell runs: the testbed switches its
+storage and tunnelling mode between cells (local / ceph, off / on) and the
+flavors are the seed's scaled to one machine. Against an existing cloud
+(``--cloud ARGS_FILE``: your hosts, image, network, and the storage and
+tunnelling labels that describe the cloud) only the cells of the cloud's own
+storage and tunnelling run - the others are listed as not run.
+
+Resumable: ``<out>/study.json`` records each finished cell, and a rerun with
+the same settings skips them and keeps their results. Each cell's Rally
+reports go to ``<out>/rally/``, the comparison of all of them (with the
+seed's published figures beside ours, ``--baseline``) to ``<out>/comparison/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from rally_lm.study import matrix
+from rally_lm.study.progress import Progress, parse
+from rally_lm.study.state import CellResult, StudyState
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "task_templates" / "evacuate_host.yaml.j2"
+TESTBED_BASE = Path(__file__).resolve().parents[2] / "task_templates" / "args" / \
+    "testbed-local-off.yaml"
+
+
+#: Probing scaled to the testbed like its flavors: under software emulation every
+#: probe packet costs the guest CPU (6 guests: UDP echo at 100 Hz +0.6 cores, ICMP
+#: +0.45, 100 kB/s TCP streams +0.4 - the 2-core machine saturates). On a real
+#: cloud (--cloud) the seed's own values apply.
+TESTBED_PROBING = {"probe_interval": 0.02, "icmp_probe": False, "tcp_rate_bytes": 10240}
+CLOUD_PROBING = {"probe_interval": 0.01, "icmp_probe": True, "tcp_rate_bytes": 102400}
+
+
+def cell_args(base: dict, cell: matrix.StudyCell, vms: int, round_trips: int,
+              testbed: bool, flavors: dict[str, str],
+              probing: dict | None = None) -> dict:
+    """The task arguments of one cell (the base's hosts, image, network, probes...)."""
+    if cell.policy:
+        # The policy's own args file is the base; the sweep sets the dirty rate.
+        return {**yaml.safe_load(cell.args_file.read_text()), "vm_count": vms,
+                "round_trips": round_trips, "dirty_rate_mib": cell.dirty_rate_mib}
+    args = {**base, **(probing or {}), "storage": cell.label_storage,
+            "tunnelling": cell.tunnelling, "vm_count": vms, "round_trips": round_trips,
+            "flavor": matrix.scaled_flavor(cell.flavor) if testbed else flavors[cell.flavor]}
+    if cell.volume:
+        args["boot_from_volume"] = True
+    return args
+
+
+class TestbedCells:
+    """Runs cells on the embedded testbed: its mode, its probe namespace, its Rally."""
+
+    testbed = True
+
+    def __init__(self, testbed=None, rally_runner=None) -> None:
+        if testbed is None or rally_runner is None:
+            from rally_lm_testbed import rally_runner, testbed
+
+        self.rally_runner = rally_runner
+        self.testbed = testbed
+        #: The mode the study found (storage, tunnelling, policy), put back at the end.
+        self.found_mode: dict | None = None
+
+    def prepare(self, cell: matrix.StudyCell) -> None:
+        from rally_lm_testbed import policy
+
+        if not self.testbed.is_up():
+            self.testbed.up()
+        if self.found_mode is None:
+            self.found_mode = self.testbed.read_mode()
+        # The seed's cells run under Nova's default policy; a sweep cell under its own.
+        wanted = policy.Policy.from_dict(
+            yaml.safe_load(cell.args_file.read_text()).get("testbed_policy")
+            if cell.args_file else None).to_dict()
+        self._switch(cell.storage, cell.tunnelling, wanted)
+
+    def _switch(self, storage: str, tunnelled: str, wanted_policy: dict) -> bool:
+        """Set the testbed's mode unless it is in it already (a switch restarts the computes)."""
+        mode = self.testbed.read_mode()
+        if (mode["storage"], mode["tunnelled"], mode["policy"]) == (
+                storage, tunnelled, wanted_policy):
+            return False
+        self.testbed.set_mode(storage, tunnelled, wanted_policy, reset_policy=True)
+        return True
+
+    def restore(self) -> None:
+        """Put the testbed back in the mode the study found (a sweep shapes the link)."""
+        found, self.found_mode = self.found_mode, None
+        if found is None or not self.testbed.is_up():
+            return
+        if self._switch(found["storage"], found["tunnelled"], found["policy"]):
+            print(f"rally-lm study: restoring the testbed's mode (storage={found['storage']} "
+                  f"tunnelled={found['tunnelled']}, the policy it had): done")
+
+    def start(self, args_file: Path) -> subprocess.Popen:
+        return self.rally_runner.start_task(TEMPLATE, args_file)
+
+    def collect(self, output: str, code: int, args_file: Path, out: Path):
+        return self.rally_runner.collect(output, code, args_file, out)
+
+
+class CloudCells:
+    """Runs cells against the cloud of the user's current Rally environment."""
+
+    testbed = False
+
+    def __init__(self) -> None:
+        self.rally = shutil.which("rally") or str(Path(sys.executable).with_name("rally"))
+
+    def prepare(self, cell: matrix.StudyCell) -> None:
+        return None
+
+    def restore(self) -> None:
+        return None  # the study changes nothing on your cloud
+
+    def start(self, args_file: Path) -> subprocess.Popen:
+        return subprocess.Popen([self.rally, "task", "start", str(TEMPLATE), "--task-args-file",
+                                 str(args_file)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def collect(self, output: str, code: int, args_file: Path, out: Path):
+        import re
+        from types import SimpleNamespace
+
+        log = out / f"{args_file.stem}.log"
+        log.write_text(output)
+        match = re.search(r"Task ([0-9a-f-]{36})", output)
+        if not match:
+            return SimpleNamespace(uuid="", exit_code=code or 1, html=None, json=None, log=log)
+        uuid = match.group(1)
+        html, data = out / f"{args_file.stem}-{uuid[:8]}.html", \
+            out / f"{args_file.stem}-{uuid[:8]}.json"
+        for flag, path in (("--html-static", html), ("--json", data)):
+            subprocess.run([self.rally, "task", "report", uuid, flag, "--out", str(path)],
+                           capture_output=True)
+        return SimpleNamespace(uuid=uuid, exit_code=code, html=html if html.exists() else None,
+                               json=data if data.exists() else None, log=log)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    cloud_base = yaml.safe_load(Path(args.cloud).read_text()) if args.cloud else None
+    if cloud_base is None:
+        from rally_lm_testbed import netns
+
+        netns.require_root("rally-lm study on the embedded testbed")
+    base = cloud_base or yaml.safe_load(TESTBED_BASE.read_text())
+    policies = getattr(args, "matrix", "seed") == "policies"
+    if policies and cloud_base:
+        print("rally-lm study: --matrix policies changes Nova's configuration between cells, "
+              "which only the embedded testbed lets it do; on your cloud, set the policy in "
+              "nova.conf and run task_templates/args/policy-*.yaml-like tasks one by one",
+              file=sys.stderr)
+        return 2
+    if args.vms is None:
+        args.vms = 1 if policies else 6
+    cells = matrix.policy_matrix() if policies else \
+        matrix.seed_matrix(volume_cell=not args.no_volume_cell)
+    if cloud_base and str(cloud_base.get("storage")) not in matrix.STORAGES:
+        # A cloud whose storage is neither of the seed's: its flavors, under its own label.
+        cells = [matrix.StudyCell(str(cloud_base["storage"]), str(cloud_base.get("tunnelling")),
+                                  f) for f in matrix.FLAVORS]
+    cells = matrix.select(cells, args.cells)
+    if not cells:
+        print("rally-lm study: no cell matches --cells", file=sys.stderr)
+        return 2
+    probing = dict(CLOUD_PROBING if cloud_base else TESTBED_PROBING)
+    if args.probe_interval is not None:
+        probing["probe_interval"] = args.probe_interval
+    if args.icmp is not None:
+        probing["icmp_probe"] = args.icmp == "on"
+    if args.tcp_rate is not None:
+        probing["tcp_rate_bytes"] = args.tcp_rate
+    settings = {"matrix": "policies" if policies else "seed", "vms": args.vms,
+                "round_trips": args.round_trips, "cloud": args.cloud,
+                "cells": [c.name for c in cells], "disk_fill_percent": args.disk_fill_percent,
+                "probing": probing}
+    state = StudyState.load(out / "study.json", settings)
+    runner = CloudCells() if cloud_base else TestbedCells()
+    flavors = dict(zip(matrix.FLAVORS, args.flavors.split(","), strict=True)) \
+        if args.flavors else {f: f"lm.{f}" for f in matrix.FLAVORS}
+    if args.disk_fill_percent:
+        base = {**base, "disk_fill_percent": args.disk_fill_percent}
+    todo = [c for c in cells if not state.done(c.name)]
+    progress = Progress(sum(matrix.planned_migrations(c, args.vms, args.round_trips)
+                            for c in todo))
+    print(f"rally-lm study: {len(cells)} cells, {len(cells) - len(todo)} already done; "
+          f"{args.vms} VMs x {args.round_trips} round trips each; out: {out}")
+    try:
+        for index, cell in enumerate(cells, 1):
+            if state.done(cell.name):
+                print(f"[{index}/{len(cells)} {cell.name}] done before: "
+                      f"{state.cells[cell.name].json}")
+                continue
+            if cloud_base and (cell.storage != str(base.get("storage")) or
+                               cell.tunnelling != str(base.get("tunnelling"))):
+                state.cells[cell.name] = CellResult(
+                    cell.name, status="not run",
+                    reason=f"the cloud is {base.get('storage')}/{base.get('tunnelling')}: "
+                           "an existing cloud has one storage and one tunnelling setting")
+                state.save(out / "study.json")
+                continue
+            state.cells[cell.name] = run_cell(runner, cell, index, len(cells), base, args,
+                                              flavors, out, progress, probing)
+            state.save(out / "study.json")
+    finally:
+        runner.restore()
+    return finish(state, out, args)
+
+
+def cell_status(reported: bool, exit_code: int, migrations: int, output: str,
+                log: Path | str) -> tuple[str, str]:
+    """("done" | "failed", why) of a cell's Rally task.
+
+    Exit 2 is "ran, an SLA failed" - measured, so done (a refused cell, whose
+    migrations all ended in errors, shows as such) - but Rally exits 2 too
+    when the workload never started (a VM that did not boot): a cell that
+    ran no migration measured nothing and failed, with Rally's reason.
+    """
+    if reported and exit_code in (0, 2) and migrations > 0:
+        return "done", ""
+    found = re.findall(r"Unexpected exception during the workload execution: (.+)", output)
+    why = f": {found[-1].strip()}" if found else ""
+    if reported and exit_code in (0, 2):
+        return "failed", f"no migration ran{why}; see {log}"
+    return "failed", f"rally task start exited {exit_code}{why}; see {log}"
+
+
+def run_cell(runner, cell: matrix.StudyCell, index: int, count: int, base: dict,
+             args: argparse.Namespace, flavors: dict, out: Path,
+             progress: Progress, probing: dict | None = None) -> CellResult:
+    began = time.monotonic()
+    args_file = out / "args" / f"{cell.name}.yaml"
+    args_file.parent.mkdir(parents=True, exist_ok=True)
+    args_file.write_text(yaml.safe_dump(cell_args(base, cell, args.vms, args.round_trips,
+                                                  runner.testbed, flavors, probing)))
+    print(f"[{index}/{count} {cell.name}] preparing")
+    runner.prepare(cell)
+    proc = runner.start(args_file)
+    lines, seen = [], 0
+    for line in proc.stdout:
+        lines.append(line)
+        event = parse(line)
+        if event:
+            seen += 1
+            progress.seen()
+            print(progress.line(cell.name, index, count, event), flush=True)
+    code = proc.wait()
+    # Migrations the cell never got to (a failed set-up) leave the estimate.
+    progress.planned -= matrix.planned_migrations(cell, args.vms, args.round_trips) - seen
+    run = runner.collect("".join(lines), code, args_file, out / "rally")
+    result = CellResult(cell.name, task=run.uuid or None,
+                        json=str(run.json) if run.json else None,
+                        html=str(run.html) if run.html else None, exit_code=run.exit_code,
+                        seconds=round(time.monotonic() - began, 1), migrations=seen)
+    result.status, result.reason = cell_status(bool(run.json), run.exit_code, seen,
+                                               "".join(lines), run.log)
+    print(f"[{index}/{count} {cell.name}] {result.status} in {result.seconds:.0f}s "
+          f"({seen} migrations){' - ' + result.reason if result.reason else ''}")
+    return result
+
+
+def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
+    from rally_lm.report import baseline, cells, render
+
+    reports = [Path(c.json) for c in state.cells.values() if c.status == "done" and c.json]
+    found = cells.load(reports) if reports else []
+    seed = [cell for path in (args.baseline or [])
+            for cell in baseline.load(Path(path), args.baseline_source)]
+    not_run = {c.cell: c.reason for c in state.cells.values() if c.status != "done"}
+    probing = state.settings.get("probing", {})
+    if state.settings.get("matrix") == "policies":
+        note = args.note or (
+            "Policy sweep on the testbed: one VM (lm.small.scaled-16, 256 MiB) dirtying a "
+            "64 MiB working set at the cell's rate, migrated over a link shaped to 80 Mbit/s "
+            "for migration traffic only (tc htb + tbf); Nova's completion timeout 15 s/GiB, "
+            "i.e. 30 s (Nova counts at least 2 GiB). QEMU under software emulation.")
+        html, markdown = render.render(found, out / "comparison", note=note, not_run=not_run,
+                                       title="Live migration policies: dirty rate x policy")
+    else:
+        note = args.note or (
+            "Testbed cells: the seed's flavors scaled to one machine (RAM / 16, disk / 40, "
+            "vCPUs / 4), QEMU under software emulation, and probing scaled with them (UDP echo "
+            f"every {probing.get('probe_interval', 0.02) * 1000:g} ms, ICMP "
+            f"{'on' if probing.get('icmp_probe') else 'off'}, a "
+            f"{probing.get('tcp_rate_bytes', 10240) / 1024:g} KiB/s TCP stream per VM): under "
+            "emulation every probe packet costs the guest CPU." if not args.cloud else "")
+        html, markdown = render.render(found, out / "comparison", note=note, baseline=seed,
+                                       not_run=not_run)
+    total = sum(c.seconds or 0 for c in state.cells.values())
+    print(f"rally-lm study: {len(found)} cell(s) compared in {html} and {markdown}; "
+          f"{sum(c.migrations for c in state.cells.values())} migrations, "
+          f"{total / 60:.1f} min of cells")
+    print("where the evacuation time went (drains = libvirt jobs + rest of Nova + rally_lm "
+          "between migrations):")
+    for cell in sorted(found, key=lambda c: c.name):
+        t = cells.time_budget(cell)
+        parts = [f"{t[k]:.0f}" if t[k] is not None else "?"
+                 for k in ("drains_s", "libvirt_s", "nova_s", "tool_s")]
+        share = f"{t['tool_share'] * 100:.0f} %" if t["tool_share"] is not None else "?"
+        print(f"  {cell.name}: {parts[0]} s = {parts[1]} + {parts[2]} + {parts[3]} s "
+              f"(rally_lm {share})")
+    for name, why in not_run.items():
+        print(f"  not run / failed: {name}: {why}")
+    return 0 if not any(c.status == "failed" for c in state.cells.values()) else 1

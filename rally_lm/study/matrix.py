@@ -1,0 +1,100 @@
+"""The seed's matrix (storage x tunnelling x flavor), and the policy sweep.
+
+==============  ==============================================================
+storage         ``local`` (per-host disks: Nova block-migrates) or ``ceph``
+                (RBD: shared block storage, the seed's "shared storage")
+tunnelling      ``off`` (QEMU's stream goes straight between the hosts) or
+                ``on`` (through libvirtd)
+flavor          the seed's ``small`` (2 vCPU, 4 GiB, 40 GB), ``medium`` and
+                ``large``; on the testbed scaled to one machine (see SCALE)
+volume          the seed's lesson 3: one extra cell boots its VMs from Cinder
+                volumes (ceph, off, small)
+==============  ==============================================================
+
+The policy sweep (``--matrix policies``, testbed only) runs each migration
+policy of ``task_templates/args/policy-*.yaml`` over a link shaped for
+migration traffic, with guests dirtying memory below, near and above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+ARGS_DIR = Path(__file__).resolve().parents[2] / "task_templates" / "args"
+
+STORAGES = ("local", "ceph")
+TUNNELLINGS = ("off", "on")
+FLAVORS = ("small", "medium", "large")
+#: The seed's flavors: vCPUs, RAM MiB, disk GB.
+SEED_FLAVORS = {"small": (2, 4096, 40), "medium": (4, 8192, 80), "large": (8, 16384, 160)}
+#: How the testbed scales them to one 2-core machine: RAM / 16, disk / 40,
+#: vCPUs / 4 (at least 1) - flavors lm.<size>.scaled-16.
+SCALE = {"ram": 16, "disk": 40, "vcpus": 4}
+#: The policy sweep's dirty rates, MiB/s: below, near and above its 80 Mbit/s
+#: (9.5 MiB/s) link.
+POLICY_DIRTY_RATES = (2, 8, 24)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyCell:
+    storage: str
+    tunnelling: str
+    flavor: str
+    volume: bool = False
+    #: Policy sweep cells: the policy (its args file policy-<name>.yaml) and
+    #: the guests' dirty rate.
+    policy: str = ""
+    dirty_rate_mib: float = 0
+
+    @property
+    def name(self) -> str:
+        if self.policy:
+            return f"{self.policy}-dirty{self.dirty_rate_mib:g}"
+        return f"{self.storage}-{self.tunnelling}-{self.flavor}" + ("-volume" if self.volume
+                                                                     else "")
+
+    @property
+    def args_file(self) -> Path | None:
+        """The policy's own task args (None for the seed's cells)."""
+        return ARGS_DIR / f"policy-{self.policy}.yaml" if self.policy else None
+
+    @property
+    def label_storage(self) -> str:
+        """The storage label the task records (the volume cell is told apart)."""
+        return f"{self.storage}-volume" if self.volume else self.storage
+
+
+def seed_matrix(volume_cell: bool = True) -> list[StudyCell]:
+    cells = [StudyCell(s, t, f) for s, t, f in itertools.product(STORAGES, TUNNELLINGS,
+                                                                 FLAVORS)]
+    if volume_cell:
+        cells.append(StudyCell("ceph", "off", "small", volume=True))
+    return cells
+
+
+def policy_names() -> list[str]:
+    """Every policy with an args file, in a stable order."""
+    return sorted(p.stem.removeprefix("policy-") for p in ARGS_DIR.glob("policy-*.yaml"))
+
+
+def policy_matrix(storage: str = "ceph", tunnelling: str = "off") -> list[StudyCell]:
+    return [StudyCell(storage, tunnelling, "small", policy=policy, dirty_rate_mib=rate)
+            for policy in policy_names() for rate in POLICY_DIRTY_RATES]
+
+
+def scaled_flavor(flavor: str) -> str:
+    return f"lm.{flavor}.scaled-{SCALE['ram']}"
+
+
+def select(cells: list[StudyCell], patterns: list[str] | None) -> list[StudyCell]:
+    """Cells whose name contains every part of any pattern ("ceph-off", "large")."""
+    if not patterns:
+        return cells
+    return [c for c in cells if any(all(part in c.name.split("-") for part in p.split("-"))
+                                    for p in patterns)]
+
+
+def planned_migrations(cell: StudyCell, vms: int, round_trips: int) -> int:
+    return vms * round_trips * 2

@@ -1,0 +1,64 @@
+"""A study's state on disk, so a rerun skips the cells already done and keeps them.
+
+``<out>/study.json`` holds, per cell, its status (``done``, ``failed``,
+``not run`` with why) and where its Rally reports are; it is rewritten
+after every cell, atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass
+class CellResult:
+    cell: str
+    status: str = "pending"  # pending | done | failed | not run
+    task: str | None = None
+    json: str | None = None
+    html: str | None = None
+    exit_code: int | None = None
+    seconds: float | None = None
+    migrations: int = 0
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class StudyState:
+    settings: dict[str, Any]
+    cells: dict[str, CellResult] = dataclasses.field(default_factory=dict)
+    started: float = dataclasses.field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "started": self.started,
+                "cells": {k: v.to_dict() for k, v in self.cells.items()}}
+
+    @classmethod
+    def load(cls, path: Path, settings: dict[str, Any]) -> StudyState:
+        """The state of a study in ``path``; a fresh one if absent or of other settings."""
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data.get("settings") == settings:
+                return cls(settings=settings, started=data["started"],
+                           cells={k: CellResult(**v) for k, v in data["cells"].items()})
+        return cls(settings=settings)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(temporary, path)
+
+    def done(self, name: str) -> bool:
+        """A cell counts as done only with its report still where the state says."""
+        result = self.cells.get(name)
+        return bool(result and result.status == "done" and result.json
+                    and Path(result.json).exists())

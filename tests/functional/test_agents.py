@@ -1,0 +1,197 @@
+"""Both workload agents pass the same behaviour tests (docs/agent.md).
+
+The C agent (the testbed's tiny image) and the Python agent (any cloud image,
+delivered by cloud-init) run here as processes on loopback: echo for the
+probes, an inbound sink, memory dirtying at a rate, a data-safe disk fill
+into files on a small real filesystem, a raw fill only of a dedicated device
+that nothing uses, and their status lines.
+"""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rally_lm.probes.downtime import DowntimeProbe
+from rally_lm.probes.tcp_continuity import TcpContinuityProbe
+from tests.functional.conftest import require
+
+pytestmark = pytest.mark.functional
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def c_agent(tmp_path_factory):
+    require(shutil.which("gcc") is not None, "gcc is not installed")
+    binary = tmp_path_factory.mktemp("agent") / "rally-lm-agent"
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(binary),
+                    str(ROOT / "rally_lm_testbed" / "files" / "agent.c")], check=True)
+    return [str(binary)]
+
+
+PYTHON_AGENT = ["/usr/bin/python3", str(ROOT / "rally_lm" / "workload" / "agent.py")]
+
+
+@pytest.fixture(params=["c", "python"])
+def agent(request, c_agent):
+    return c_agent if request.param == "c" else PYTHON_AGENT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Running:
+    def __init__(self, command, *args):
+        self.proc = subprocess.Popen([*command, *args, "--status-every", "0.3"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.lines: list[str] = []
+
+    def wait_for(self, text, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip())
+            if text in line:
+                return line
+        raise AssertionError(f"agent never said {text!r}: {self.lines[-20:]}")
+
+    def status(self):
+        line = self.wait_for("rally-lm-agent: status ")
+        return json.loads(line.split("rally-lm-agent: status ", 1)[1])
+
+    def status_where(self, condition, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.status()
+            if condition(current):
+                return current
+        raise AssertionError(f"status never satisfied the test: {self.lines[-5:]}")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def run():
+    started = []
+
+    def start(command, *args):
+        running = Running(command, *args)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def test_echo_for_the_probes_and_an_inbound_sink(agent, run):
+    echo, sink = free_port(), free_port()
+    running = run(agent, "--tcp-echo", str(echo), "--udp-echo", str(echo), "--sink", str(sink))
+    running.wait_for("rally-lm-agent: ready")
+    udp = DowntimeProbe(["127.0.0.1"], interval=0.01, protocol="udp", udp_port=echo,
+                        reply_timeout=0.2).start()
+    tcp = TcpContinuityProbe(["127.0.0.1"], echo, rate_bytes_per_s=51200).start()
+    with socket.create_connection(("127.0.0.1", sink)) as stream:
+        stream.sendall(b"x" * 100_000)
+    time.sleep(1.0)
+    (timeline,) = udp.stop()
+    (stream_result,) = tcp.stop()
+    assert timeline.requests_sent >= 50 and timeline.replies == timeline.requests_sent
+    assert stream_result.intact and stream_result.bytes_verified > 30_000
+    # Status lines wait in the pipe in order: the first that shows all of it.
+    running.status_where(lambda s: s["sink_bytes"] >= 100_000
+                         and s["udp_echoes"] >= timeline.replies
+                         and s["tcp_echo_bytes"] >= stream_result.bytes_verified)
+
+
+def test_memory_is_dirtied_at_the_rate_asked(agent, run):
+    running = run(agent, "--udp-echo", str(free_port()), "--dirty-mib", "16",
+                  "--dirty-rate", "8")
+    running.wait_for("rally-lm-agent: ready")
+    first = running.status()
+    last = running.status_where(lambda s: s["uptime_s"] >= first["uptime_s"] + 2.0)
+    rate = (last["dirtied_mib"] - first["dirtied_mib"]) / (last["uptime_s"] - first["uptime_s"])
+    assert 6.0 <= rate <= 10.0, rate
+
+
+@pytest.fixture
+def small_filesystem(tmp_path, root_with_netns):
+    where = tmp_path / "fs"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(where)], check=True)
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_the_disk_is_filled_with_files_to_the_share_asked(agent, run, small_filesystem):
+    running = run(agent, "--udp-echo", str(free_port()), "--fill-path", str(small_filesystem),
+                  "--disk-fill", "50")
+    status = running.status_where(lambda s: s["disk"] == "done")
+    usage = shutil.disk_usage(small_filesystem)
+    assert 50.0 <= 100.0 * usage.used / usage.total <= 60.0
+    assert status["disk_used_percent"] >= 50.0 and status["disk_written_mib"] >= 112
+    files = list((small_filesystem / ".rally-lm-fill").iterdir())
+    assert len(files) == int(status["disk_written_mib"] // 16)
+
+
+@pytest.fixture
+def loop_device(tmp_path, root_with_netns):
+    backing = tmp_path / "data.img"
+    with open(backing, "wb") as handle:
+        handle.truncate(32 << 20)
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    yield device
+    subprocess.run(["losetup", "--detach", device], check=False)
+
+
+def test_a_device_with_a_mounted_filesystem_is_refused(agent, run, loop_device, tmp_path):
+    subprocess.run(["mkfs.ext4", "-q", loop_device], check=True)
+    where = tmp_path / "mnt"
+    where.mkdir()
+    subprocess.run(["mount", loop_device, str(where)], check=True)
+    (where / "precious").write_text("do not overwrite")
+    try:
+        running = run(agent, "--udp-echo", str(free_port()), "--disk", loop_device,
+                      "--disk-fill", "50")
+        line = running.wait_for("refusing to write")
+        assert "mounted on" in line
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+    subprocess.run(["mount", loop_device, str(where)], check=True)
+    assert (where / "precious").read_text() == "do not overwrite"
+    subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_dedicated_device_is_written_raw(agent, run, loop_device):
+    running = run(agent, "--udp-echo", str(free_port()), "--disk", loop_device,
+                  "--disk-fill", "50")
+    running.wait_for("filled 16 MiB")
+    with open(loop_device, "rb") as device:
+        written = device.read(16 << 20)
+        untouched = device.read(1 << 20)
+    assert len(set(written[1:4096])) > 100  # the pattern
+    assert untouched == bytes(1 << 20)
+
+
+def test_the_python_agent_runs_on_the_oldest_python_we_claim():
+    # Python 3.6 (Ubuntu 18.04, CentOS 8): no syntax newer than that.
+    import ast
+
+    tree = ast.parse((ROOT / "rally_lm" / "workload" / "agent.py").read_text(),
+                     feature_version=(3, 6))
+    assert tree is not None
+    assert sys.version_info >= (3, 6)

@@ -1,0 +1,231 @@
+"""The outage anatomy: each phase's definition, and a real captured migration."""
+
+import array
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rally_lm.probes.anatomy import dissect, longest_silence, reply_silences
+from rally_lm.probes.records import ProbeClock, TargetTimeline
+from tests.unit.probes.test_timeline import make_timeline
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "probe" / \
+    "migration-local-hv1-hv2.json"
+
+
+def whole(timeline):
+    silence = longest_silence(reply_silences(timeline), timeline.sent[0], timeline.sent[-1])
+    return silence, dissect(timeline, silence)
+
+
+def test_ordinary_round_trips_are_tiny_silences_of_their_own():
+    timeline = make_timeline([True] * 50, rtt=0.0007)
+    silences = reply_silences(timeline)
+    assert len(silences) == 49
+    assert all(s.duration_ms == pytest.approx(0.7) for s in silences)
+    assert reply_silences(timeline, minimum=0.001) == []
+
+
+def test_pause_then_held_requests_answered_in_a_burst():
+    # Requests 20-27 are lost (sent to the stopped source), 28-34 reach the
+    # destination and are held until the guest answers them all at 100.35.
+    replies = [True] * 20 + [None] * 8 + [0.35 - (28 + i) * 0.01 for i in range(7)] \
+        + [True] * 20
+    silence, anatomy = whole(make_timeline(replies))
+    assert silence.start == pytest.approx(100.20) and silence.end == pytest.approx(100.35)
+    assert anatomy.client_downtime_ms == pytest.approx(150.0)
+    assert anatomy.pause_ms == pytest.approx(80.0)
+    assert anatomy.convergence_ms == 0.0
+    assert anatomy.resume_lag_ms == pytest.approx(70.0 - 1.0)  # minus the 1 ms RTT
+    assert anatomy.rtt_ms == pytest.approx(1.0)
+    assert anatomy.lost == 8 and anatomy.held == 7
+    assert (anatomy.pause_ms + anatomy.convergence_ms + anatomy.resume_lag_ms
+            + anatomy.rtt_ms) == pytest.approx(anatomy.client_downtime_ms)
+
+
+def test_losses_after_a_request_got_through_are_convergence():
+    # One request slipped through at 100.25, then the path dropped again
+    # until 100.30: the network was still moving after the path came back.
+    # Everything that got through was held until the guest answered at 100.35.
+    replies = [True] * 20 + [None] * 5 + [0.10] + [None] * 4 \
+        + [0.05, 0.04, 0.03, 0.02, 0.01] + [True] * 20
+    _silence, anatomy = whole(make_timeline(replies))
+    assert anatomy.first_through == pytest.approx(100.25)
+    assert anatomy.path_back == pytest.approx(100.30)
+    assert anatomy.pause_ms == pytest.approx(50.0)
+    assert anatomy.convergence_ms == pytest.approx(50.0)
+    assert anatomy.lost_after_path_back == 4
+    assert anatomy.client_downtime_ms == pytest.approx(150.0)
+    assert anatomy.resume_lag_ms == pytest.approx(49.0)
+
+
+def test_a_request_already_inside_the_guest_does_not_end_the_pause():
+    # Request 20 reached the guest just before it stopped: it sat in the guest's
+    # receive ring, migrated with its memory and was answered after the resume
+    # (held). 21-24 went to the stopped source (lost); 25 on reached the
+    # destination. Seen on the testbed with the cloud image's Python agent.
+    replies = [True] * 20 + [0.151] + [None] * 4 + [0.35 - (25 + i) * 0.01 for i in range(10)] \
+        + [True] * 20
+    _silence, anatomy = whole(make_timeline(replies))
+    assert anatomy.first_through == pytest.approx(100.25)
+    assert anatomy.pause_ms == pytest.approx(50.0)
+    assert anatomy.convergence_ms == 0.0 and anatomy.lost_after_path_back == 0
+    assert anatomy.held == 11 and anatomy.lost == 4
+
+
+def test_the_hypervisors_resume_splits_losses_into_pause_and_convergence():
+    # All lost until 100.40, answered at once from there: without the
+    # hypervisor, all of it is pause; libvirt said the guest ran again at
+    # 100.30, so requests lost after that (beyond one interval) were the network's.
+    replies = [True] * 20 + [None] * 20 + [True] * 20
+    timeline = make_timeline(replies)
+    silence = longest_silence(reply_silences(timeline), 100.0, 101.0)
+    alone = dissect(timeline, silence)
+    assert alone.split_by == "probe" and alone.pause_ms == pytest.approx(200.0)
+    split = dissect(timeline, silence, resumed_at=100.30)
+    assert split.split_by == "probe+hypervisor"
+    assert split.pause_ms == pytest.approx(100.0)
+    assert split.convergence_ms == pytest.approx(100.0)
+    assert split.path_down_ms == pytest.approx(200.0)
+    # A resume after the path was back changes nothing.
+    late = dissect(timeline, silence, resumed_at=100.45)
+    assert late.pause_ms == pytest.approx(200.0) and late.convergence_ms == 0.0
+
+
+def test_requests_waiting_at_a_destination_that_has_not_resumed_are_still_the_pause():
+    # Seen in the ceph mode: the destination announced the guest at 100.26,
+    # 34 ms before libvirt resumed it (100.30); requests sent from 100.26 on
+    # waited there and were answered together at 100.35.
+    replies = [True] * 20 + [None] * 6 + [0.35 - (26 + i) * 0.01 for i in range(9)] \
+        + [True] * 20
+    timeline = make_timeline(replies)
+    silence = longest_silence(reply_silences(timeline), 100.0, 101.0)
+    probe_only = dissect(timeline, silence)
+    assert probe_only.pause_ms == pytest.approx(60.0)
+    assert probe_only.resume_lag_ms == pytest.approx(89.0)
+    informed = dissect(timeline, silence, resumed_at=100.30)
+    assert informed.pause_ms == pytest.approx(100.0)
+    assert informed.path_down_ms == pytest.approx(60.0)
+    assert informed.convergence_ms == 0.0
+    assert informed.resume_lag_ms == pytest.approx(49.0)
+    assert (informed.pause_ms + informed.convergence_ms + informed.resume_lag_ms
+            + informed.rtt_ms) == pytest.approx(informed.client_downtime_ms)
+
+
+def test_recovery_tail_runs_from_the_first_reply_to_the_first_on_time_one():
+    # Held requests 25-26 come back at 100.27, then the guest answers, but
+    # slowly (40 ms), until request 32 is answered on time again.
+    replies = [True] * 20 + [None] * 5 + [0.02, 0.01] + [0.04] * 5 + [True] * 20
+    _silence, anatomy = whole(make_timeline(replies))
+    assert anatomy.client_downtime_ms == pytest.approx(70.0)
+    assert anatomy.pause_ms == pytest.approx(50.0)
+    assert anatomy.resume_lag_ms == pytest.approx(19.0)
+    assert anatomy.recovery_tail_ms == pytest.approx(50.0)
+    assert anatomy.late_in_tail == 5
+
+
+def test_a_silence_that_never_ends_is_ongoing_not_a_number():
+    timeline = make_timeline([True] * 10 + [None] * 10)
+    silence = longest_silence(reply_silences(timeline), 100.0, 101.0)
+    assert silence.ongoing
+    anatomy = dissect(timeline, silence)
+    assert anatomy.ongoing and math.isinf(anatomy.client_downtime_ms)
+
+
+def test_loss_before_the_first_reply_is_a_silence():
+    silences = reply_silences(make_timeline([None] * 3 + [True] * 5))
+    assert silences[0].start == pytest.approx(100.0)
+    assert silences[0].duration_ms == pytest.approx(31.0)
+
+
+def test_resolution_is_the_send_gap_opening_the_silence():
+    sent = [100.0 + i * 0.01 for i in range(10)] + [100.4 + i * 0.01 for i in range(10)]
+    replies = [True] * 10 + [None] * 2 + [True] * 8
+    _silence, anatomy = whole(make_timeline(replies, sent=sent))
+    assert anatomy.resolution_ms == pytest.approx(310.0)
+
+
+def test_a_silence_ends_at_any_reply_not_only_the_awaited_one():
+    # Request 5's reply (15 ms) arrives after request 6's (at 100.061): the
+    # client waited from 100.05 and heard from the guest 11 ms later.
+    timeline = make_timeline([True] * 12)
+    timeline.received[5] = timeline.sent[5] + 0.015
+    longest = max(reply_silences(timeline), key=lambda s: s.duration_ms)
+    assert longest.start == pytest.approx(100.05)
+    assert longest.duration_ms == pytest.approx(11.0)
+
+
+def load_fixture(protocol):
+    data = json.loads(FIXTURE.read_text())
+    raw = data[protocol]
+    timeline = TargetTimeline(
+        target=data["ip"], protocol=protocol, interval=0.01, clock=ProbeClock(*raw["clock"]),
+        sent=array.array("d", raw["sent"]),
+        received=array.array("d", [math.nan if r is None else r for r in raw["received"]]))
+    return data, timeline
+
+
+@pytest.mark.parametrize("protocol", ["udp", "icmp"])
+def test_a_real_migration_matches_its_packet_capture(protocol):
+    data, timeline = load_fixture(protocol)
+    clock = timeline.clock
+    silence = longest_silence(reply_silences(timeline), timeline.sent[0], timeline.sent[-1])
+    anatomy = dissect(timeline, silence, clock.to_monotonic(data["libvirt"]["resumed"]))
+    capture = data["capture"]
+    arrived = capture[f"first_{protocol}_request_at_destination"]
+    left = capture[f"first_{protocol}_reply_leaving_destination"]
+    # Path back = the first request that reached the destination (RARP before it).
+    assert clock.to_wall(anatomy.path_back) == pytest.approx(arrived, abs=0.001)
+    assert 0 <= clock.to_wall(anatomy.path_back) - capture["rarp"] <= 0.010
+    # First reply = the guest's first answer leaving the destination.
+    assert clock.to_wall(anatomy.first_reply) == pytest.approx(left, abs=0.001)
+    # Pause within one interval + 5 ms of libvirt's downtime.
+    assert abs(anatomy.pause_ms - data["libvirt"]["downtime_ms"]) <= 15.0
+    # Requests sent after the source stopped were lost; the burst came after the resume.
+    assert clock.to_wall(anatomy.silence_start) >= data["libvirt"]["paused"]
+    assert clock.to_wall(anatomy.first_reply) > data["libvirt"]["resumed"]
+
+
+def test_the_guest_kernel_answered_before_its_user_space():
+    _data, udp = load_fixture("udp")
+    _data, icmp = load_fixture("icmp")
+    lag = {}
+    for name, timeline in (("udp", udp), ("icmp", icmp)):
+        silence = longest_silence(reply_silences(timeline), timeline.sent[0], timeline.sent[-1])
+        lag[name] = dissect(timeline, silence).resume_lag_ms
+    assert lag["icmp"] < lag["udp"]
+    assert lag == {"udp": pytest.approx(38.5, abs=0.5), "icmp": pytest.approx(23.3, abs=0.5)}
+
+
+def stall_then_switchover():
+    # A 150 ms stall during the copy (all answered late, nothing lost), then
+    # the switchover: 6 lost, 4 held requests answered at 100.80 (100 ms silence).
+    replies = [True] * 20 + [0.16 - i * 0.01 for i in range(15)] + [True] * 35 \
+        + [None] * 6 + [0.80 - (76 + i) * 0.01 for i in range(4)] + [True] * 20
+    return make_timeline(replies)
+
+
+def test_the_switchover_is_the_silence_around_the_hypervisors_pause():
+    from rally_lm.probes.anatomy import switchover_silence
+
+    timeline = stall_then_switchover()
+    silences = reply_silences(timeline)
+    longest = longest_silence(silences, 100.0, 102.0)
+    assert longest.start == pytest.approx(100.20)  # the stall is the longest silence
+    chosen = switchover_silence(timeline, silences, 100.0, 102.0, paused_at=100.705,
+                                resumed_at=100.79)
+    assert chosen.start == pytest.approx(100.70)
+    # Without the hypervisor's times: the silence that lost requests.
+    assert switchover_silence(timeline, silences, 100.0, 102.0).start == pytest.approx(100.70)
+
+
+def test_without_any_loss_the_longest_silence_is_taken():
+    from rally_lm.probes.anatomy import switchover_silence
+
+    timeline = make_timeline([True] * 20 + [0.16 - i * 0.01 for i in range(15)] + [True] * 20)
+    silences = reply_silences(timeline)
+    assert switchover_silence(timeline, silences, 100.0, 101.0) is longest_silence(
+        silences, 100.0, 101.0)
+    assert switchover_silence(timeline, silences, 200.0, 201.0) is None

@@ -1,0 +1,234 @@
+"""The study's matrix, its resumable state and its progress lines."""
+
+import argparse
+import json
+
+import pytest
+import yaml
+
+from rally_lm.cli import study_cmd
+from rally_lm.study import matrix
+from rally_lm.study.progress import Progress, parse
+from rally_lm.study.state import CellResult, StudyState
+from rally_lm.task.scenarios.nova.live_migration import progress_line
+
+
+def test_the_seed_matrix_has_twelve_cells_and_a_volume_backed_one():
+    cells = matrix.seed_matrix()
+    assert len(cells) == 13 and len({c.name for c in cells}) == 13
+    assert cells[-1].name == "ceph-off-small-volume" and cells[-1].label_storage == "ceph-volume"
+    assert len(matrix.seed_matrix(volume_cell=False)) == 12
+
+
+@pytest.mark.parametrize("patterns, expected", [
+    (["ceph-off"], {"ceph-off-small", "ceph-off-medium", "ceph-off-large",
+                    "ceph-off-small-volume"}),
+    (["large"], {"local-off-large", "local-on-large", "ceph-off-large", "ceph-on-large"}),
+    (["local-on-small", "volume"], {"local-on-small", "ceph-off-small-volume"}),
+    (None, {c.name for c in matrix.seed_matrix()}),
+])
+def test_cells_are_selected_by_name_parts(patterns, expected):
+    assert {c.name for c in matrix.select(matrix.seed_matrix(), patterns)} == expected
+
+
+def test_a_cells_arguments_keep_the_base_and_set_the_matrix():
+    base = {"source_host": "hv1", "target_host": "hv2", "image": "img", "storage": "x"}
+    cell = matrix.StudyCell("ceph", "on", "large", volume=True)
+    args = study_cmd.cell_args(base, cell, vms=6, round_trips=2, testbed=True, flavors={})
+    assert args == {"source_host": "hv1", "target_host": "hv2", "image": "img",
+                    "storage": "ceph-volume", "tunnelling": "on", "vm_count": 6,
+                    "round_trips": 2, "flavor": "lm.large.scaled-16", "boot_from_volume": True}
+    cloud = study_cmd.cell_args(base, matrix.StudyCell("local", "off", "medium"), 6, 20,
+                                testbed=False, flavors={"medium": "m1.medium"},
+                                probing=study_cmd.CLOUD_PROBING)
+    assert cloud["flavor"] == "m1.medium" and "boot_from_volume" not in cloud
+    assert cloud["tcp_rate_bytes"] == 102400 and cloud["icmp_probe"] is True
+
+
+def test_state_survives_a_rerun_with_the_same_settings_only(tmp_path):
+    path = tmp_path / "study.json"
+    report = tmp_path / "cell.json"
+    report.write_text("{}")
+    settings = {"vms": 6, "round_trips": 2}
+    state = StudyState.load(path, settings)
+    state.cells["ceph-off-small"] = CellResult("ceph-off-small", status="done",
+                                               json=str(report), migrations=24)
+    state.cells["local-on-small"] = CellResult("local-on-small", status="failed")
+    state.save(path)
+    again = StudyState.load(path, settings)
+    assert again.done("ceph-off-small") and not again.done("local-on-small")
+    assert again.cells["ceph-off-small"].migrations == 24
+    # Other settings: another study, nothing reused.
+    assert StudyState.load(path, {"vms": 1, "round_trips": 1}).cells == {}
+    # A report that went away: the cell is run again.
+    report.unlink()
+    assert not StudyState.load(path, settings).done("ceph-off-small")
+    assert json.loads(path.read_text())["settings"] == settings
+
+
+def test_progress_lines_are_read_from_rallys_log():
+    from rally_lm.migration.driver import MigrationRecord
+
+    record = MigrationRecord("id", "rally-lm-1234-vm0", "out", "hv1", "hv2", duration=6.4,
+                             outcome="completed",
+                             measurements={"hypervisor": {"downtime_ms": 37.0}})
+    line = ("2026-12-01 02:45:01.123 4242 INFO rally_lm.task.scenarios.nova.live_migration "
+            "[-] " + progress_line(record, {"client_downtime_ms": 139.0}))
+    event = parse(line)
+    assert event["vm"] == "rally-lm-1234-vm0" and event["direction"] == "out"
+    assert event["outcome"] == "completed" and event["seconds"] == "6.4"
+    assert "client downtime 139 ms" in event["rest"]
+    assert "hypervisor downtime 37 ms" in event["rest"]
+    assert parse("2026-12-01 INFO rally.task.runner ITERATION 1 START") is None
+    skipped = parse(progress_line(MigrationRecord("id", "vm1", "back", "hv2", "hv1",
+                                                  outcome="skipped", error="not ACTIVE")))
+    assert skipped["outcome"] == "skipped" and skipped["seconds"] is None
+    throttled = MigrationRecord("id", "vm2", "out", "hv1", "hv2", duration=40.0,
+                                outcome="timeout_aborted", timeout_by="nova",
+                                measurements={"job": {"max_throttle_percent": 60}})
+    event = parse(progress_line(throttled))
+    assert event["outcome"] == "timeout_aborted"
+    assert event["rest"] == ", CPU throttled up to 60 %, timeout by nova"
+
+
+def test_the_estimate_uses_the_pace_so_far():
+    now = [100.0]
+    progress = Progress(planned=10, clock=lambda: now[0])
+    assert progress.eta_seconds() is None
+    now[0] = 140.0
+    progress.seen(4)  # 10 s a migration
+    assert progress.eta_seconds() == pytest.approx(60.0)
+    line = progress.line("ceph-off-small", 1, 13, {"vm": "vm0", "direction": "out",
+                                                   "outcome": "completed", "seconds": "9.8",
+                                                   "rest": ""})
+    assert line.startswith("[1/13 ceph-off-small] 4/10 vm0 out: completed in 9.8s - ETA ")
+    assert "(1 min left)" in line
+
+
+def test_a_cloud_study_runs_only_the_clouds_own_cells(tmp_path, monkeypatch):
+    args_file = tmp_path / "cloud.yaml"
+    args_file.write_text("source_host: c1\ntarget_host: c2\nstorage: ceph\ntunnelling: 'off'\n")
+    ran = []
+
+    def fake_cell(runner, cell, *rest):
+        ran.append(cell.name)
+        return CellResult(cell.name, status="failed", reason="no cloud in a unit test")
+
+    monkeypatch.setattr(study_cmd, "run_cell", fake_cell)
+    monkeypatch.setattr(study_cmd, "finish", lambda state, out, args: 0)
+    args = argparse.Namespace(out=str(tmp_path / "out"), cloud=str(args_file), vms=6,
+                              round_trips=20, cells=None, no_volume_cell=False,
+                              disk_fill_percent=0, flavors="m1.small,m1.medium,m1.large",
+                              baseline=None, baseline_source=None, note="",
+                              probe_interval=None, icmp=None, tcp_rate=None)
+    study_cmd.run(args)
+    assert ran == ["ceph-off-small", "ceph-off-medium", "ceph-off-large",
+                   "ceph-off-small-volume"]
+    state = json.loads((tmp_path / "out" / "study.json").read_text())["cells"]
+    assert state["local-on-large"]["status"] == "not run"
+    assert "one storage and one tunnelling setting" in state["local-on-large"]["reason"]
+    # The cloud keeps the seed's probing.
+    written = yaml.safe_load((tmp_path / "out" / "args" / "ceph-off-small.yaml").read_text()) \
+        if (tmp_path / "out" / "args" / "ceph-off-small.yaml").exists() else None
+    assert written is None  # run_cell was replaced: nothing written by the fake
+
+
+def test_the_policy_sweep_is_every_policy_file_at_three_dirty_rates():
+    cells = matrix.policy_matrix()
+    policies = matrix.policy_names()
+    assert {"pre-copy", "auto-converge", "post-copy", "pause-to-complete",
+            "pre-copy-tls"} <= set(policies)
+    assert len(cells) == 3 * len(policies)
+    assert {c.dirty_rate_mib for c in cells} == set(matrix.POLICY_DIRTY_RATES)
+    assert all(c.args_file.exists() for c in cells)
+    assert matrix.StudyCell("ceph", "off", "small", policy="post-copy",
+                            dirty_rate_mib=8).name == "post-copy-dirty8"
+
+
+def test_a_policy_cell_takes_its_policy_file_and_sets_the_rate():
+    cell = matrix.StudyCell("ceph", "off", "small", policy="auto-converge", dirty_rate_mib=8)
+    args = study_cmd.cell_args({"ignored": True}, cell, vms=1, round_trips=2, testbed=True,
+                               flavors={})
+    own = yaml.safe_load(cell.args_file.read_text())
+    assert args == {**own, "vm_count": 1, "round_trips": 2, "dirty_rate_mib": 8}
+    assert args["testbed_policy"]["auto_converge"] is True
+    assert args["policy"] == "auto-converge" and "ignored" not in args
+
+
+def test_a_cloud_cannot_run_the_policy_sweep(tmp_path, capsys):
+    args_file = tmp_path / "cloud.yaml"
+    args_file.write_text("source_host: c1\ntarget_host: c2\nstorage: ceph\n")
+    args = argparse.Namespace(out=str(tmp_path / "out"), cloud=str(args_file), vms=None,
+                              matrix="policies", round_trips=2, cells=None)
+    assert study_cmd.run(args) == 2
+    assert "only the embedded testbed" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+BOOT_FAILED = ("2026-12-01 07:50:14.201 24808 ERROR rally.task.engine [-] Unexpected exception "
+               "during the workload execution: RuntimeError: workload VM rally-lm-x-vm5 failed "
+               "to boot: No valid host was found.\n")
+
+
+@pytest.mark.parametrize("reported, code, migrations, output, expected", [
+    (True, 0, 24, "", ("done", "")),
+    # Every migration refused by libvirt: measured, the SLA failed.
+    (True, 2, 24, "", ("done", "")),
+    # Rally exits 2 as well when no VM booted: nothing was measured.
+    (True, 2, 0, BOOT_FAILED,
+     ("failed", "no migration ran: RuntimeError: workload VM rally-lm-x-vm5 failed to boot: "
+                "No valid host was found.; see cell.log")),
+    (True, 0, 0, "", ("failed", "no migration ran; see cell.log")),
+    (False, 1, 0, "", ("failed", "rally task start exited 1; see cell.log")),
+    (True, 1, 3, BOOT_FAILED,
+     ("failed", "rally task start exited 1: RuntimeError: workload VM rally-lm-x-vm5 failed "
+                "to boot: No valid host was found.; see cell.log")),
+])
+def test_a_cell_is_done_only_when_it_measured_something(reported, code, migrations, output,
+                                                         expected):
+    assert study_cmd.cell_status(reported, code, migrations, output, "cell.log") == expected
+
+
+class FakeTestbed:
+    """The testbed module's mode calls, recorded (the real ones restart the computes)."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.calls = []
+
+    def is_up(self):
+        return True
+
+    def read_mode(self):
+        return json.loads(json.dumps(self.mode))
+
+    def set_mode(self, storage, tunnelled, policy_changes=None, reset_policy=False):
+        self.calls.append((storage, tunnelled, policy_changes, reset_policy))
+        self.mode = {"storage": storage, "tunnelled": tunnelled, "policy": policy_changes}
+
+
+def test_the_study_puts_the_testbed_back_in_the_mode_it_found():
+    from rally_lm_testbed import policy
+
+    nova_default = policy.Policy().to_dict()
+    testbed = FakeTestbed({"storage": "local", "tunnelled": "off", "policy": nova_default})
+    runner = study_cmd.TestbedCells(testbed=testbed, rally_runner=object())
+    sweep_cell = matrix.policy_matrix()[0]
+    runner.prepare(sweep_cell)
+    assert testbed.mode["storage"] == "ceph" and testbed.mode["policy"] != nova_default
+    runner.restore()
+    assert testbed.calls[-1] == ("local", "off", nova_default, True)
+    assert testbed.mode == {"storage": "local", "tunnelled": "off", "policy": nova_default}
+    runner.restore()  # nothing found, nothing to do
+    assert len(testbed.calls) == 2
+
+
+def test_a_study_that_changed_nothing_restarts_nothing():
+    from rally_lm_testbed import policy
+
+    testbed = FakeTestbed({"storage": "ceph", "tunnelled": "off",
+                           "policy": policy.Policy().to_dict()})
+    runner = study_cmd.TestbedCells(testbed=testbed, rally_runner=object())
+    runner.prepare(matrix.StudyCell("ceph", "off", "small"))
+    runner.restore()
+    assert testbed.calls == []
