@@ -245,14 +245,15 @@ def migrations_of(report: Path) -> list[dict]:
             for m in migrations_from_output(it["output"])]
 
 
-def assert_passes_its_slas(run: rally_runner.TaskRun, cell: str, round_trips: int = 2) -> None:
+def assert_passes_its_slas(run: rally_runner.TaskRun, cell: str, round_trips: int = 2,
+                           vms: int = 2) -> None:
     """A healthy cell's task: SLAs pass, every migration completed and is covered."""
     assert run.exit_code == 0, run.log.read_text()[-3000:]
     assert rally_runner.sla_check(run.uuid).returncode == 0
     html = run.html.read_text()
     assert "LiveMigration.evacuate_host" in html and "Migrations" in html
     rows = migrations_of(run.json)
-    assert len(rows) == round_trips * 2 * 2  # round trips x VMs x directions
+    assert len(rows) == round_trips * vms * 2  # round trips x VMs x directions
     assert all(r["outcome"] == "completed" for r in rows)
     uncovered = [r for r in rows if not network_covers_pause(
         r["client_downtime_ms"], r["resolution_ms"], r["hypervisor_downtime_ms"])]
@@ -309,11 +310,11 @@ def test_metrics_hook_and_migrations_reach_influxdb(testbed_up, tmp_path):
          f"-storageDataPath={tmp_path / 'vm'}", "-retentionPeriod=100y"]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # One round trip (block migrations take 16-34 s each here): the hook
-        # samples every 10 s on both hosts either way.
+        # One VM, one round trip (block migrations take 16-34 s each in CI): the
+        # hook samples every 10 s on both hosts either way.
         run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-local-off-influx.yaml", RESULTS,
-                                    extra_args='{"round_trips": 1}')
-        assert_passes_its_slas(run, "testbed-local-off-influx", round_trips=1)
+                                    extra_args='{"round_trips": 1, "vm_count": 1}')
+        assert_passes_its_slas(run, "testbed-local-off-influx", round_trips=1, vms=1)
         probe_ns_get("http://127.0.0.1:8428/internal/force_flush")
         exported = probe_ns_get(
             "http://127.0.0.1:8428/api/v1/export?match[]=%7B__name__%3D~%22lm_.*%22%7D")
@@ -323,13 +324,13 @@ def test_metrics_hook_and_migrations_reach_influxdb(testbed_up, tmp_path):
     series = [json.loads(line) for line in exported.splitlines() if line.strip()]
     migrations = [s for s in series if s["metric"]["__name__"] == "lm_migration_duration_s"
                   and s["metric"]["task"] == run.uuid]
-    assert sum(len(s["values"]) for s in migrations) == 1 * 2 * 2
+    assert sum(len(s["values"]) for s in migrations) == 1 * 1 * 2
     hosts_seen: dict[str, set] = {}
     for item in series:
         if item["metric"]["__name__"] == "lm_vm_cpu_time_ns":
             hosts_seen.setdefault(item["metric"]["vm"], set()).add(item["metric"]["host"])
-    assert len(hosts_seen) == 2, hosts_seen
-    # Every VM was sampled on both hosts: the host tag follows the migrations.
+    assert len(hosts_seen) == 1, hosts_seen
+    # The VM was sampled on both hosts: the host tag follows the migrations.
     assert all(seen == {"hv1", "hv2"} for seen in hosts_seen.values()), hosts_seen
     report = json.loads(run.json.read_text())
     hooks = report["tasks"][0]["subtasks"][0]["workloads"][0]["hooks"]

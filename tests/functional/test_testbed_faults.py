@@ -263,6 +263,9 @@ def test_migration_link_cut_for_longer_than_the_timeout():
     assert cut["outcome"] == "timeout_aborted", cut
 
 
+# The outcome (error, the guest still on its source) is the destination
+# libvirtd kill's above; here libvirt's keepalive reaches it.
+@pytest.mark.sweep
 def test_migration_link_cut_past_libvirts_keepalive_fails_the_migration():
     # hv1's libvirtd drops its peer-to-peer connection to hv2 after
     # keepalive_interval x (keepalive_count + 1) = 30 s without a message
@@ -338,7 +341,8 @@ def test_destination_nova_compute_killed_mid_migration_nova_lags_libvirt():
     # tool gives up once Nova shows no progress for a timeout after its abort,
     # says where the guest really is, and moves on. hv2's nova-compute returns
     # during the pause between directions, Nova catches up, and the guest comes
-    # back and goes round again.
+    # back. (A second round trip, once run here too, added 75-120 s to CI and
+    # nothing the completed return does not already show.)
     def repair():
         time.sleep(100)
         faults.restart_nova_compute(HV2)
@@ -348,14 +352,15 @@ def test_destination_nova_compute_killed_mid_migration_nova_lags_libvirt():
                         repair, delay=0, slow_mbit=None,
                         ready=lambda d: faults.domain_state(HV2, d).startswith("running"))
     rows, _uuid = run_faulty_task("dest_nova_compute_killed", injector, vm_count=1,
-                                  round_trips=2, pause_between_directions=45,
+                                  round_trips=1, pause_between_directions=45,
                                   migration_timeout=40, status_grace=15, dirty_rate_mib=0)
-    first, second = by_vm(rows, 0), by_vm(rows, 1)
+    first = by_vm(rows, 0)
+    assert len(rows) == 2, rows
     lagging = first[("vm0", "out")]
     assert lagging["outcome"] == "stale_status", lagging
     assert lagging["running_on"] == "hv2"
     assert "Nova says the server is on hv1" in lagging["error"]
     assert "libvirt runs it on hv2" in lagging["error"]
-    assert first[("vm0", "back")]["outcome"] == "completed", first
-    assert [r["outcome"] for r in second.values()] == ["completed", "completed"], second
+    back = first[("vm0", "back")]
+    assert (back["outcome"], back["running_on"]) == ("completed", "hv1"), first
     assert_nothing_left()
