@@ -135,9 +135,10 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
                              "task_templates/args/policy-*.yaml x dirty rates 2, 8, 24 MiB/s "
                              "over an 80 Mbit/s migration link (testbed only)")
     parser.add_argument("--vms", type=int, help="VMs per cell (the seed: 6; policies: 1)")
-    parser.add_argument("--round-trips", type=int, default=2,
-                        help="round trips per cell (the seed: 20; default 2 fits the "
-                             "testbed's 45-minute budget)")
+    parser.add_argument("--round-trips", type=int,
+                        help="round trips per cell (the seed: 20; default 2 for the seed's "
+                             "matrix, which fits the testbed's 45-minute budget; 1 for the "
+                             "policy sweep, 30 minutes)")
     parser.add_argument("--cells", nargs="*", metavar="PATTERN",
                         help="only cells matching, e.g. ceph-off or large")
     parser.add_argument("--no-volume-cell", action="store_true",

@@ -51,7 +51,8 @@ class Status:
         self.lock = threading.Lock()
         self.started = time.monotonic()
         self.values = {"udp_echoes": 0, "tcp_echo_bytes": 0, "sink_bytes": 0,
-                       "dirtied_mib": 0.0, "disk_written_mib": 0.0, "disk": "idle"}
+                       "dirtied_mib": 0.0, "disk_written_mib": 0.0, "disk": "idle",
+                       "memory": "idle"}
 
     def add(self, key, amount):
         with self.lock:
@@ -160,7 +161,14 @@ def _stream(selector, conn, state, mask, status):
 def dirty_memory(mib, rate_mib, status):
     """Write one byte per page over the working set at the rate asked: what pre-copy resends."""
     size = mib * MIB
-    memory = mmap.mmap(-1, size)
+    try:
+        memory = mmap.mmap(-1, size)
+    except (OSError, ValueError) as exc:
+        # Said in the status line: a run must not pass as "dirtying" on an idle guest.
+        status.set(memory="failed: mmap: %s" % exc)
+        say("rally-lm-agent: cannot dirty memory: mmap: %s" % exc)
+        return
+    status.set(memory="dirtying")
     pages = size // PAGE
     tick = 0.01
     per_tick = max(1, int(rate_mib * MIB / PAGE * tick))

@@ -54,7 +54,12 @@ struct status {
     volatile unsigned long long udp_echoes, tcp_echo_bytes, sink_bytes;
     volatile double dirtied_mib, disk_written_mib, disk_used_percent;
     volatile int disk_state; /* 0 idle, 1 filling, 2 done, 3 refused */
+    volatile int memory_state; /* 0 idle, 1 dirtying, 2 mmap failed, 3 dirtier gone */
+    volatile int memory_errno;
 };
+/* The memory dirtier's pid: the reporter notices when it is gone (the OOM
+ * killer ends it without a word), so an idle guest never reads as loaded. */
+static pid_t dirtier = -1;
 static struct status *status;
 
 static double now(void)
@@ -98,9 +103,12 @@ static void dirty_memory(long mib, double rate_mib)
     unsigned char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (mem == MAP_FAILED) {
+        status->memory_errno = errno;
+        status->memory_state = 2;
         perror("rally-lm-agent: mmap");
         exit(1);
     }
+    status->memory_state = 1;
     const double tick = 0.01;
     size_t per_tick = (size_t)(rate_mib * 256.0 * tick) + 1; /* 256 pages per MiB */
     unsigned char stamp = 0;
@@ -251,15 +259,26 @@ static void report(double every)
 {
     static const char *states[] = {"idle", "filling", "done", "refused"};
     double started = now();
+    char memory[160];
     for (;;) {
         struct timespec ts = {(time_t)every, (long)((every - (time_t)every) * 1e9)};
         nanosleep(&ts, NULL);
+        /* SIGCHLD is ignored, so a dead dirtier is reaped at once and its pid is gone. */
+        if (dirtier > 0 && status->memory_state < 2 && kill(dirtier, 0) < 0 && errno == ESRCH)
+            status->memory_state = 3;
+        if (status->memory_state == 2)
+            snprintf(memory, sizeof memory, "failed: mmap: %s", strerror(status->memory_errno));
+        else if (status->memory_state == 3)
+            snprintf(memory, sizeof memory, "failed: the dirtier was killed (out of memory?)");
+        else
+            snprintf(memory, sizeof memory, "%s", status->memory_state ? "dirtying" : "idle");
         printf("rally-lm-agent: status {\"dirtied_mib\": %.1f, \"disk\": \"%s\", "
                "\"disk_used_percent\": %.1f, \"disk_written_mib\": %.1f, "
+               "\"memory\": \"%s\", "
                "\"sink_bytes\": %llu, \"tcp_echo_bytes\": %llu, \"udp_echoes\": %llu, "
                "\"uptime_s\": %.3f}\n",
                status->dirtied_mib, states[status->disk_state], status->disk_used_percent,
-               status->disk_written_mib, status->sink_bytes, status->tcp_echo_bytes,
+               status->disk_written_mib, memory, status->sink_bytes, status->tcp_echo_bytes,
                status->udp_echoes, now() - started);
         fflush(stdout);
     }
@@ -390,7 +409,7 @@ int main(int argc, char **argv)
             fill_device(disk, fill > 100 ? 100 : fill);
         fill_files(fill_path, fill);
     }
-    if (dirty_mib > 0 && dirty_rate > 0 && fork() == 0) {
+    if (dirty_mib > 0 && dirty_rate > 0 && (dirtier = fork()) == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dirty_memory(dirty_mib, dirty_rate);
     }

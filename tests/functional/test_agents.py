@@ -125,6 +125,37 @@ def test_memory_is_dirtied_at_the_rate_asked(agent, run):
     last = running.status_where(lambda s: s["uptime_s"] >= first["uptime_s"] + 2.0)
     rate = (last["dirtied_mib"] - first["dirtied_mib"]) / (last["uptime_s"] - first["uptime_s"])
     assert 6.0 <= rate <= 10.0, rate
+    assert last["memory"] == "dirtying"
+
+
+def test_a_working_set_it_cannot_map_is_a_failure_in_the_status(agent, run):
+    # 2 GiB under a 1 GB address-space limit: the load cannot be applied, and the
+    # status says so instead of reading like an idle dirtier.
+    running = run(["prlimit", "--as=1000000000", *agent], "--udp-echo", str(free_port()),
+                  "--dirty-mib", "2048", "--dirty-rate", "8")
+    status = running.status_where(lambda s: s["memory"] != "idle")
+    assert status["memory"].startswith("failed: mmap"), status
+    assert status["dirtied_mib"] == 0.0
+
+
+def test_a_dirtier_killed_by_the_oom_killer_is_a_failure_in_the_status(c_agent, run):
+    # The C agent dirties in a child process; in a guest short of memory the OOM
+    # killer can end it silently (128 MiB guests asked for a 64 MiB working set
+    # read 0 MiB dirtied with no word of why).
+    running = run(c_agent, "--udp-echo", str(free_port()), "--dirty-mib", "16",
+                  "--dirty-rate", "8")
+    assert running.status_where(lambda s: s["memory"] == "dirtying")["dirtied_mib"] >= 0
+    children = Path(f"/proc/{running.proc.pid}/task/{running.proc.pid}/children")
+    dirtier = max((int(pid) for pid in children.read_text().split()),
+                  key=lambda pid: int(Path(f"/proc/{pid}/statm").read_text().split()[1]))
+    subprocess.run(["kill", "-KILL", str(dirtier)], check=True)
+    status = running.status_where(lambda s: s["memory"] != "dirtying")
+    assert status["memory"] == "failed: the dirtier was killed (out of memory?)", status
+
+
+def test_no_dirtying_asked_reads_idle(agent, run):
+    running = run(agent, "--udp-echo", str(free_port()))
+    assert running.status()["memory"] == "idle"
 
 
 @pytest.fixture

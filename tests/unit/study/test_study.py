@@ -145,6 +145,15 @@ def test_the_policy_sweep_is_every_policy_file_at_three_dirty_rates():
                             dirty_rate_mib=8).name == "post-copy-dirty8"
 
 
+@pytest.mark.parametrize("policies, given, expected", [
+    (True, (None, None), (1, 1)), (False, (None, None), (6, 2)), (True, (3, 4), (3, 4)),
+])
+def test_scale_defaults_depend_on_the_matrix(policies, given, expected):
+    args = argparse.Namespace(vms=given[0], round_trips=given[1])
+    study_cmd.apply_scale_defaults(args, policies)
+    assert (args.vms, args.round_trips) == expected
+
+
 def test_a_policy_cell_takes_its_policy_file_and_sets_the_rate():
     cell = matrix.StudyCell("ceph", "off", "small", policy="auto-converge", dirty_rate_mib=8)
     args = study_cmd.cell_args({"ignored": True}, cell, vms=1, round_trips=2, testbed=True,

@@ -132,16 +132,24 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
                 try:
                     current = workload_status.latest(nova.console_output(vm.id, lines=200))
                 except NovaError as exc:
-                    rows[vm.id] = [vm.name, None, None, None, None, f"console log: {exc}"]
+                    rows[vm.id] = [vm.name, None, None, None, None, None,
+                                   f"console log: {exc}"]
                     waiting.remove(vm)
                     continue
                 if current is not None:
+                    memory = current.get("memory")
+                    # The load was asked and not applied (e.g. the OOM killer ended
+                    # the dirtier): the cell's labels would otherwise lie.
+                    error = f"memory dirtying {memory}" if str(memory).startswith(
+                        "failed") else ""
+                    if error:
+                        LOG.warning(f"rally_lm: {vm.name}: {error}")
                     rows[vm.id] = [vm.name, current.get("disk"),
-                                   current.get("disk_used_percent"),
-                                   current.get("dirtied_mib"), current.get("udp_echoes"), ""]
+                                   current.get("disk_used_percent"), memory,
+                                   current.get("dirtied_mib"), current.get("udp_echoes"), error]
                     waiting.remove(vm)
                 elif time.monotonic() >= deadline:
-                    rows[vm.id] = [vm.name, None, None, None, None,
+                    rows[vm.id] = [vm.name, None, None, None, None, None,
                                    f"no status line on the console within "
                                    f"{GUEST_STATUS_WAIT_S:.0f} s"]
                     waiting.remove(vm)
@@ -151,7 +159,7 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
             "title": output.GUEST_TITLE, "chart_plugin": "Table",
             "description": "The workload agents' own status lines, read from each VM's "
                            "console log after the round trip.",
-            "data": {"cols": ["vm", "disk fill", "disk used %", "memory dirtied MiB",
+            "data": {"cols": ["vm", "disk fill", "disk used %", "memory", "memory dirtied MiB",
                               "UDP echoes answered", "error"],
                      "rows": [rows[vm.id] for vm in vms]}})
 

@@ -9,7 +9,8 @@ import pytest
 from rally_lm.task.scenarios.nova import live_migration
 
 STATUS = "rally-lm-agent: status " + json.dumps(
-    {"disk": "done", "disk_used_percent": 50.3, "dirtied_mib": 79.1, "udp_echoes": 321})
+    {"disk": "done", "disk_used_percent": 50.3, "memory": "dirtying", "dirtied_mib": 79.1,
+     "udp_echoes": 321})
 
 
 class ConsoleSequence:
@@ -57,22 +58,34 @@ def guest_table(monkeypatch: pytest.MonkeyPatch, answers: dict, wait: float = 30
 def test_a_console_that_starts_after_the_return_is_read_again_until_a_status_appears(
         monkeypatch):
     rows, calls, _ = guest_table(monkeypatch, {"a": ["booted\n", "booted\n", STATUS]})
-    assert rows == [["vm-a", "done", 50.3, 79.1, 321, ""]]
+    assert rows == [["vm-a", "done", 50.3, "dirtying", 79.1, 321, ""]]
     assert calls == {"a": 3}
 
 
 def test_no_status_within_the_wait_is_an_error_in_the_row_not_a_blank_pass(monkeypatch):
     rows, calls, elapsed = guest_table(monkeypatch, {"a": ["booted\n"], "b": [STATUS]},
                                        wait=10.0)
-    assert rows[0] == ["vm-a", None, None, None, None,
+    assert rows[0] == ["vm-a", None, None, None, None, None,
                        "no status line on the console within 10 s"]
-    assert rows[1] == ["vm-b", "done", 50.3, 79.1, 321, ""]
+    assert rows[1] == ["vm-b", "done", 50.3, "dirtying", 79.1, 321, ""]
     assert calls["b"] == 1 and elapsed >= 10.0
 
 
 def test_a_console_log_api_error_is_reported_at_once(monkeypatch):
     error = live_migration.NovaError("console log unavailable (501)")
     rows, calls, elapsed = guest_table(monkeypatch, {"a": [error]})
-    assert rows == [["vm-a", None, None, None, None,
+    assert rows == [["vm-a", None, None, None, None, None,
                      "console log: console log unavailable (501)"]]
     assert calls == {"a": 1} and elapsed == 0.0
+
+
+def test_a_dirtier_that_died_is_an_error_in_the_row(monkeypatch):
+    # Seen on the testbed: 128 MiB guests asked for a 64 MiB working set answered
+    # every probe, read 0 MiB dirtied, and nothing said why (the dirtier, most
+    # likely ended by the OOM killer, was gone).
+    failed = STATUS.replace('"memory": "dirtying", "dirtied_mib": 79.1',
+                            '"memory": "failed: the dirtier was killed (out of memory?)", '
+                            '"dirtied_mib": 0.0')
+    rows, _calls, _ = guest_table(monkeypatch, {"a": [failed]})
+    assert rows == [["vm-a", "done", 50.3, "failed: the dirtier was killed (out of memory?)",
+                     0.0, 321, "memory dirtying failed: the dirtier was killed (out of memory?)"]]
