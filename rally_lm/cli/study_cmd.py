@@ -293,7 +293,7 @@ def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
     probing = state.settings.get("probing", {})
     if state.settings.get("matrix") == "policies":
         note = args.note or (
-            "Policy sweep on the testbed: one VM (lm.policy, 128 MiB) dirtying a "
+            "Policy sweep on the testbed: one VM (lm.small.scaled-16, 256 MiB) dirtying a "
             "64 MiB working set at the cell's rate, migrated over a link shaped to 80 Mbit/s "
             "for migration traffic only (tc htb + tbf); Nova's completion timeout 15 s/GiB, "
             "i.e. 30 s (Nova counts at least 2 GiB). QEMU under software emulation.")
