@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from rally_lm.probes.anatomy import longest_silence, reply_silences
+from rally_lm.probes.anatomy import longest_silence, reply_silences, switchover_silence
 from rally_lm.probes.downtime import _MAGIC, _PAYLOAD
 from rally_lm.probes.records import ProbeClock, TargetTimeline
 
@@ -278,9 +278,8 @@ def wire_view(destination: list[Packet], probe_side: list[Packet], guest: str,
     timeline = probe_side_timeline(probe_side, guest, protocol, interval)
     silences = reply_silences(timeline)
     silence = longest_silence(silences, start, end)
-    switchover = silence
-    if rarp is not None:
-        switchover = longest_silence(silences, rarp, rarp) or silence
+    # The tool's own rule, with the RARP standing for libvirt's pause and resume.
+    switchover = switchover_silence(timeline, silences, start, end, rarp, rarp)
     # The reply that ends the switchover's silence answers a request the client
     # was waiting for. A reply to an older request (one the guest took into its
     # memory on the source before the pause and answers after resuming) can

@@ -64,6 +64,11 @@ def progress_line(record: MigrationRecord, provisional: dict | None = None) -> s
     return line
 
 
+def _unread(vm_name: str, why: str) -> list:
+    """A guest-table row for a VM whose agent could not be read: every figure unknown."""
+    return [vm_name, None, None, None, None, None, why]
+
+
 class _LiveMigrationBase(scenario.OpenStackScenario):
     def _timer(self, name: str):
         return atomic.ActionTimer(self, name)
@@ -132,8 +137,7 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
                 try:
                     current = workload_status.latest(nova.console_output(vm.id, lines=200))
                 except NovaError as exc:
-                    rows[vm.id] = [vm.name, None, None, None, None, None,
-                                   f"console log: {exc}"]
+                    rows[vm.id] = _unread(vm.name, f"console log: {exc}")
                     waiting.remove(vm)
                     continue
                 if current is not None:
@@ -149,9 +153,8 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
                                    current.get("dirtied_mib"), current.get("udp_echoes"), error]
                     waiting.remove(vm)
                 elif time.monotonic() >= deadline:
-                    rows[vm.id] = [vm.name, None, None, None, None, None,
-                                   f"no status line on the console within "
-                                   f"{GUEST_STATUS_WAIT_S:.0f} s"]
+                    rows[vm.id] = _unread(vm.name, f"no status line on the console within "
+                                                   f"{GUEST_STATUS_WAIT_S:.0f} s")
                     waiting.remove(vm)
             if waiting:
                 time.sleep(2.0)
