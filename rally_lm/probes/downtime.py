@@ -80,9 +80,13 @@ def open_icmp_socket() -> tuple[socket.socket, str]:
         ) from exc
 
 
-def _ping_group_range() -> tuple[int, int]:
+PING_GROUP_RANGE = "/proc/sys/net/ipv4/ping_group_range"
+
+
+def _ping_group_range(path: str = PING_GROUP_RANGE) -> tuple[int, int]:
+    """The gids allowed unprivileged ICMP sockets; (1, 0), i.e. none, if unreadable."""
     try:
-        with open("/proc/sys/net/ipv4/ping_group_range") as handle:
+        with open(path) as handle:
             low, high = handle.read().split()
         return int(low), int(high)
     except (OSError, ValueError):

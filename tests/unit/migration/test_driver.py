@@ -1,10 +1,12 @@
 """The migration driver against FakeNova (real novaclient, real HTTP, fake clock)."""
 
+import contextlib
+
 import pytest
 from keystoneauth1 import session as ks_session
 from keystoneauth1 import token_endpoint
 
-from rally_lm.clients.nova import NovaAdapter, exception_line, make_client
+from rally_lm.clients.nova import NovaAdapter, NovaError, exception_line, make_client
 from rally_lm.migration.driver import (
     MAX_REQUESTS_PER_SECOND,
     MigrationDriver,
@@ -344,3 +346,141 @@ def test_the_last_look_before_the_job_ran_bounds_its_start(cloud):
     # poll (0.25 s apart): the last look before that start, the first after it.
     assert 0.0 < record.not_running_at <= 1.0 < first_running <= record.not_running_at + 1.0
     assert MigrationRecord.from_dict(record.to_dict()).not_running_at == record.not_running_at
+
+
+def test_reconciliation_messages_in_full():
+    stale = failed_record(nova_status=None)
+    reconcile_with_hypervisor(stale, {"hv1": "absent", "hv2": "running (migrated)"})
+    assert stale.error == ("Nova says the server is on hv1 (no record), libvirt runs it on "
+                           "hv2")
+    lost = failed_record(outcome="completed", final_host="hv2", nova_status="completed")
+    reconcile_with_hypervisor(lost, {"hv1": "absent", "hv2": "shut off (destroyed)"})
+    assert lost.error == ("libvirt runs the guest on none of hv1 (absent), "
+                          "hv2 (shut off (destroyed))")
+    both = failed_record(outcome="completed", final_host="hv2")
+    reconcile_with_hypervisor(both, {"hv1": "running (unpaused)", "hv2": "running (migrated)"})
+    assert both.error == "libvirt runs the guest on hv1 and hv2 at once"
+
+
+def test_a_refused_or_lost_migration_with_no_guest_running_keeps_its_class():
+    for outcome in ("refused", "lost"):
+        record = failed_record(outcome=outcome, error="as Nova said")
+        reconcile_with_hypervisor(record, {"hv1": "absent", "hv2": "absent"})
+        assert (record.outcome, record.error) == (outcome, "as Nova said")
+        assert record.libvirt_states == {"hv1": "absent", "hv2": "absent"}
+
+
+def test_no_host_states_decide_nothing():
+    record = failed_record(outcome="completed", final_host="hv2", error="")
+    reconcile_with_hypervisor(record, {})
+    assert (record.outcome, record.error, record.running_on) == ("completed", "", None)
+
+
+class _Services:
+    """An adapter that answers only the compute service list (or fails to)."""
+
+    def __init__(self, services):
+        self.services = services
+
+    def compute_services(self):
+        if isinstance(self.services, Exception):
+            raise self.services
+        return self.services
+
+
+def _service(host, state="up", status="enabled", reason=None):
+    return {"host": host, "state": state, "status": status, "disabled_reason": reason}
+
+
+@pytest.mark.parametrize("services, why", [
+    ([_service("hv1", state="down"), _service("hv2")], None),
+    ([_service("hv2", state="down")], "nova-compute on hv2 is down/enabled"),
+    ([_service("hv1"), _service("hv2", status="disabled")], "nova-compute on hv2 is up/disabled"),
+    ([_service("hv2", state="down", status="disabled", reason="maintenance")],
+     "nova-compute on hv2 is down/disabled (maintenance)"),
+    ([_service("hv2")], None),
+])
+def test_the_targets_health_names_only_the_target(services, why):
+    clock = FakeClock()
+    assert driver(_Services(services), clock)._target_health("hv2") == why
+
+
+def test_the_targets_health_is_unknown_when_nova_cannot_say():
+    assert driver(_Services(NovaError("503")), FakeClock())._target_health("hv2") is None
+
+
+# -- the timeout action (abort / force-complete) reaching Nova, exactly ----------------
+
+
+class RecordingAdapter:
+    """Answers the in-progress list from a script and records every call."""
+
+    def __init__(self, running=None):
+        self.running = running
+        self.calls = []
+
+    def migration_progress(self, server_id):
+        self.calls.append(("migration_progress", server_id))
+        if isinstance(self.running, Exception):
+            raise self.running
+        return self.running or []
+
+    def abort_migration(self, server_id, migration_id):
+        self.calls.append(("abort_migration", server_id, migration_id))
+
+    def force_complete_migration(self, server_id, migration_id):
+        self.calls.append(("force_complete_migration", server_id, migration_id))
+
+
+def make_driver(adapter, now=101.23456):
+    timed = []
+
+    def timer(name):
+        timed.append(name)
+        return contextlib.nullcontext()
+
+    driver = MigrationDriver(adapter, MigrationPolicy(), timer=timer, clock=lambda: now)
+    return driver, timed
+
+
+def record():
+    return MigrationRecord(server_id="s1", vm="vm0", direction="out", source="hv1",
+                           target="hv2")
+
+
+RUNNING = [{"id": 7, "uuid": "u7", "status": "running", "memory_total_bytes": 100}]
+
+
+@pytest.mark.parametrize("action, call, timed_as", [
+    ("abort", "abort_migration", "nova.abort_live_migration"),
+    ("force_complete", "force_complete_migration", "nova.force_complete_live_migration"),
+])
+def test_the_action_names_this_servers_migration(action, call, timed_as):
+    adapter = RecordingAdapter(RUNNING)
+    driver, timed = make_driver(adapter)
+    migration = record()
+    assert driver._act(migration, "s1", 100.0, action) is True
+    assert adapter.calls == [("migration_progress", "s1"), (call, "s1", 7)]
+    assert timed == [timed_as]
+    assert (migration.timeout_action, migration.action_attempts, migration.error,
+            migration.action_accepted_after) == (action, 1, None, 1.235)
+
+
+def test_without_an_in_progress_migration_there_is_nothing_to_act_on():
+    adapter = RecordingAdapter(NovaError("503"))
+    driver, timed = make_driver(adapter)
+    migration = record()
+    assert driver._act(migration, "s1", 100.0, "abort") is False
+    assert driver._act(migration, "s1", 100.0, "abort") is False
+    assert migration.error == "timeout: no in-progress migration to abort"
+    assert migration.action_attempts == 2 and timed == []
+    assert migration.action_accepted_after is None
+
+
+def test_a_known_migration_is_acted_on_without_asking_again():
+    adapter = RecordingAdapter(NovaError("must not be asked"))
+    driver, _timed = make_driver(adapter)
+    migration = record()
+    migration.migration_id = 9
+    assert driver._act(migration, "s1", 100.0, "abort") is True
+    assert adapter.calls == [("abort_migration", "s1", 9)]

@@ -212,6 +212,26 @@ def test_job_sampler_keeps_the_peak_throttle_and_skips_idle_reads():
     assert [s["iteration"] for s in summary["samples"]] == [1, 2, 3, 4]
 
 
+def test_a_read_as_slow_as_the_interval_is_followed_by_the_next_at_once():
+    # The clock moves 20 s per reading: every read takes the whole 20 s interval,
+    # so the sampler must not wait before the next one.
+    ticks = itertools.count(step=20)
+    sampler = hypervisor.JobSampler("qemu:///system", "instance-1", interval=20.0,
+                                    clock=lambda: float(next(ticks)),
+                                    read=lambda uri, name: _raw(1, 10)).start()
+    assert sampler._thread.daemon and sampler._thread.name == "job-sampler-instance-1"
+    deadline = time.monotonic() + 5
+    while len(sampler.samples) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    summary = sampler.stop()
+    assert summary["count"] >= 3
+    assert [s["t"] for s in summary["samples"][:3]] == [0.0, 40.0, 80.0]
+
+
+def test_a_sampler_reads_twice_a_second_unless_told():
+    assert hypervisor.JobSampler("qemu:///system", "instance-1").interval == 0.5
+
+
 def test_samples_without_a_throttle_mean_zero_none_mean_unknown():
     quiet = hypervisor.JobSample.from_raw(0.0, _raw(1, 10))
     assert hypervisor.summarize_samples([quiet])["max_throttle_percent"] == 0
@@ -363,3 +383,36 @@ def test_a_listener_without_virsh_says_so(monkeypatch):
     listener = hypervisor.DomainEventListener("qemu:///hv1", "hv1").start()
     assert listener.error == "virsh is not installed (libvirt-clients)"
     assert listener.stop() == []
+
+
+def test_no_running_job_reads_as_nothing_whatever_follows(virsh):
+    virsh((0, "Job type: 0\nmemory_total: 5\n", ""))
+    assert hypervisor.running_job("qemu:///system", "instance-1") == {}
+
+
+def test_a_failed_completed_job_read_is_not_retried_without_rawstats(virsh):
+    recorder = virsh((1, "", "error: failed to get domain 'instance-7'\n"))
+    with pytest.raises(hypervisor.HypervisorStatsError):
+        hypervisor.completed_job("qemu:///system", "instance-7")
+    assert len(recorder.calls) == 1
+
+
+def test_the_dirty_rate_period_is_qemus_and_a_stale_rate_is_not_taken(virsh, monkeypatch):
+    monkeypatch.setattr(hypervisor.time, "sleep", lambda s: None)
+    recorder = virsh((0, "", ""),
+                     # Still measuring: the rate shown is the previous measurement's.
+                     (0, "  dirtyrate.calc_status=1\n  dirtyrate.megabytes_per_second=99\n", ""),
+                     (0, "  dirtyrate.calc_status=2\n  dirtyrate.calc_period=2\n"
+                         "  dirtyrate.megabytes_per_second=9\n", ""))
+    assert hypervisor.dirty_rate("qemu:///hv1", "instance-7", seconds=1) == {
+        "mib_per_s": 9, "period_s": 2}
+    assert len(recorder.calls) == 3
+    virsh((0, "", ""), (0, "  dirtyrate.calc_status=2\n  dirtyrate.megabytes_per_second=4\n",
+                        ""))
+    assert hypervisor.dirty_rate("qemu:///hv1", "instance-7", seconds=1) == {
+        "mib_per_s": 4, "period_s": 1}
+
+
+def test_a_human_domjobinfo_line_without_a_number_is_skipped_not_the_rest():
+    text = "Job type:         Completed\nTotal downtime:   n/a\nData processed:   2.000 MiB\n"
+    assert hypervisor.parse_domjobinfo(text) == {"data_processed": 2.0 * 1024 * 1024}

@@ -109,3 +109,17 @@ def test_the_wrapper_directory_names_its_process():
     wrapper = _params(ssh_mux.shared("qemu+ssh://hv1/system"))["command"]
     name = os.path.basename(os.path.dirname(wrapper))
     assert name.startswith(f"{ssh_mux.PREFIX}{os.getpid()}-")
+
+
+def test_a_master_already_gone_is_no_error_and_says_nothing(tmp_path, monkeypatch, capfd):
+    # ssh -O exit on a socket whose master has exited: exit status 255, a complaint.
+    fake = tmp_path / "ssh"
+    fake.write_text('#!/bin/sh\necho "Control socket connect: No such file" >&2\nexit 255\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    directory = os.path.dirname(_params(ssh_mux.shared("qemu+ssh://hv1/system"))["command"])
+    open(os.path.join(directory, "cccc"), "w").close()
+    capfd.readouterr()
+    ssh_mux.close_all()
+    assert not os.path.exists(directory)
+    assert capfd.readouterr() == ("", "")

@@ -89,3 +89,33 @@ def test_merge_keeps_the_worst_and_the_unobserved():
     unseen = judge(MaxThrottle, {"max_percent": 50}, iteration([row(throttle=None)]))
     assert not judge(MaxThrottle, {"max_percent": 50},
                      iteration([row(throttle=1)])).merge(unseen)
+
+
+def test_every_migration_is_judged_whatever_comes_before_it():
+    # A refused and an unobserved row ahead of observed ones must not end the count.
+    sla = judge(MaxThrottle, {"max_percent": 50},
+                iteration([row(outcome="refused", copy_mode=None, throttle=None),
+                           row(throttle=30), row(throttle=None), row(throttle=20)]),
+                iteration([row(throttle=None)]))
+    assert (sla.observed, sla.unobserved, sla.largest) == (2, 2, 30)
+    assert sla.details() == (
+        "largest auto-converge throttle 30 % <= 50 % over 2 migration(s); 2 migration(s) not "
+        "observed by the hypervisor (set hypervisor_uris) - Failed")
+
+
+def test_an_iteration_without_output_adds_nothing():
+    sla = judge(MaxThrottle, {"max_percent": 50}, {"error": ["boom"]})
+    assert (sla.observed, sla.unobserved, sla.success) == (0, 0, False)
+
+
+def test_merge_adds_the_counts_and_keeps_the_largest_either_way():
+    def limit(*throttles):
+        return judge(MaxThrottle, {"max_percent": 50},
+                     iteration([row(throttle=t) for t in throttles]))
+    left, right = limit(40, None), limit(None, None, 10)
+    left.merge(right)
+    assert (left.observed, left.unobserved, left.largest) == (2, 3, 40)
+    empty = limit(None)
+    assert empty.merge(limit(10)) is False
+    assert (empty.largest, empty.observed, empty.unobserved) == (10, 1, 1)
+    assert limit().merge(limit(45)) is True
