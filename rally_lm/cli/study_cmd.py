@@ -282,6 +282,34 @@ def run_cell(runner, cell: matrix.StudyCell, index: int, count: int, base: dict,
     return result
 
 
+def policy_sweep_note(args_dir: Path = matrix.ARGS_DIR) -> str:
+    """The policy sweep's conditions, read from its args files (never restated by hand).
+
+    Nova counts at least 2 GiB when it turns ``live_migration_completion_timeout``
+    (seconds per GiB) and ``live_migration_downtime_delay`` into seconds.
+    """
+    policies = {path.stem.removeprefix("policy-"): yaml.safe_load(path.read_text())
+                for path in sorted(args_dir.glob("policy-*.yaml"))}
+
+    def one(key: str) -> str:
+        return ", ".join(sorted({f"{p[key]:g}" if isinstance(p[key], (int, float))
+                                 else str(p[key]) for p in policies.values()}))
+
+    timeouts = "; ".join(f"{name} {p['nova_completion_timeout']:g} s/GiB, i.e. "
+                         f"{2 * p['nova_completion_timeout']:g} s"
+                         for name, p in policies.items())
+    ramps = {(p["testbed_policy"].get("max_downtime_ms", 500),
+              p["testbed_policy"].get("downtime_steps", 10),
+              p["testbed_policy"].get("downtime_delay", 75)) for p in policies.values()}
+    ramp = "; ".join(f"up to {most:g} ms in {steps} steps {2 * delay:g} s apart"
+                     for most, steps, delay in sorted(ramps))
+    return (f"Policy sweep on the testbed: one VM ({one('flavor')}) dirtying a "
+            f"{one('dirty_working_set_mib')} MiB working set at the cell's rate, migrated over "
+            f"a link shaped to {one('link_mbit')} Mbit/s for migration traffic only (tc htb + "
+            f"tbf). Nova's completion timeout per policy: {timeouts}; its allowed downtime "
+            f"{ramp} (Nova counts at least 2 GiB). QEMU under software emulation.")
+
+
 def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
     from rally_lm.report import baseline, cells, render
 
@@ -292,11 +320,7 @@ def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
     not_run = {c.cell: c.reason for c in state.cells.values() if c.status != "done"}
     probing = state.settings.get("probing", {})
     if state.settings.get("matrix") == "policies":
-        note = args.note or (
-            "Policy sweep on the testbed: one VM (lm.small.scaled-16, 256 MiB) dirtying a "
-            "64 MiB working set at the cell's rate, migrated over a link shaped to 80 Mbit/s "
-            "for migration traffic only (tc htb + tbf); Nova's completion timeout 15 s/GiB, "
-            "i.e. 30 s (Nova counts at least 2 GiB). QEMU under software emulation.")
+        note = args.note or policy_sweep_note()
         html, markdown = render.render(found, out / "comparison", note=note, not_run=not_run,
                                        title="Live migration policies: dirty rate x policy")
     else:

@@ -32,9 +32,9 @@ SEED_FLAVORS = {"small": (2, 4096, 40), "medium": (4, 8192, 80), "large": (8, 16
 #: How the testbed scales them to one 2-core machine: RAM / 16, disk / 40,
 #: vCPUs / 4 (at least 1) - flavors lm.<size>.scaled-16.
 SCALE = {"ram": 16, "disk": 40, "vcpus": 4}
-#: The policy sweep's dirty rates, MiB/s: below, near and above its 80 Mbit/s
-#: (9.5 MiB/s) link.
-POLICY_DIRTY_RATES = (2, 8, 24)
+#: The policy sweep's dirty rates, MiB/s: below, near and above its 160 Mbit/s
+#: (19 MiB/s) link.
+POLICY_DIRTY_RATES = (4, 16, 48)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -241,3 +241,22 @@ def test_a_study_that_changed_nothing_restarts_nothing():
     runner.prepare(matrix.StudyCell("ceph", "off", "small"))
     runner.restore()
     assert testbed.calls == []
+
+
+def test_the_policy_sweeps_note_is_read_from_its_args_files(tmp_path):
+    def policy(name, timeout, **testbed):
+        (tmp_path / f"policy-{name}.yaml").write_text(yaml.safe_dump({
+            "flavor": "lm.small.scaled-16", "dirty_working_set_mib": 64, "link_mbit": 160,
+            "nova_completion_timeout": timeout, "testbed_policy": testbed}))
+    policy("slow", 64, downtime_delay=3)
+    policy("fast", 32, downtime_delay=3)
+    assert study_cmd.policy_sweep_note(tmp_path) == (
+        "Policy sweep on the testbed: one VM (lm.small.scaled-16) dirtying a 64 MiB working "
+        "set at the cell's rate, migrated over a link shaped to 160 Mbit/s for migration "
+        "traffic only (tc htb + tbf). Nova's completion timeout per policy: fast 32 s/GiB, "
+        "i.e. 64 s; slow 64 s/GiB, i.e. 128 s; its allowed downtime up to 500 ms in 10 steps "
+        "6 s apart (Nova counts at least 2 GiB). QEMU under software emulation.")
+    # Nova's own defaults where the testbed policy does not set them.
+    policy("fast", 32)
+    assert "its allowed downtime up to 500 ms in 10 steps 6 s apart; up to 500 ms in 10 " \
+        "steps 150 s apart" in study_cmd.policy_sweep_note(tmp_path)
