@@ -27,7 +27,14 @@ from rally_lm.probes.downtime import (
 from rally_lm.probes.echo_server import EchoServer
 from rally_lm.probes.records import Outage, ProbeClock, TargetTimeline, TcpContinuity, TcpStall
 from rally_lm.probes.summary import outage_dict, tcp_summary
-from rally_lm.probes.timeline import MigrationDisruption, MigrationWindow
+from rally_lm.probes.timeline import (
+    MigrationDisruption,
+    MigrationWindow,
+    find_disruptions,
+    late_threshold,
+    median_rtt,
+)
+from tests.unit.probes.test_timeline import make_timeline
 
 
 @pytest.mark.parametrize("data, expected", [
@@ -41,7 +48,9 @@ from rally_lm.probes.timeline import MigrationDisruption, MigrationWindow
     (bytes.fromhex("ffffffff0001"), 0xFFFE),
     (b"", 0xFFFF),
 ])
-def test_the_icmp_checksum_is_rfc_1071s(data, expected):
+def test_the_icmp_checksum_is_rfc_1071s(data, expected, monkeypatch):
+    # An empty cache: the struct for this length is built here, not by an earlier test.
+    monkeypatch.setattr(downtime, "_WORDS", {})
     assert _checksum(data) == expected
     # Twice: the second call reads the cached struct for that length.
     assert _checksum(data) == expected
@@ -232,14 +241,34 @@ def test_a_disruption_rounds_milliseconds_and_keeps_clock_readings():
     disruption = MigrationDisruption(
         window=MigrationWindow(target="10.0.0.5", start=100.0123456789, end=110.9876543219,
                                label="vm0 out"),
-        requests=1098, downtime_ms=125.0004999, kind="loss", lost=12, late=1,
+        requests=1098, downtime_ms=125.6004999, kind="loss", lost=12, late=1,
         max_late_ms=31.2345678, first_loss=100.5000001234, recovery=100.6250001234,
         outages=[outage], resolution_ms=10.0123456)
     assert disruption.to_dict() == {
         "target": "10.0.0.5", "label": "vm0 out", "window_start": 100.0123456789,
-        "window_end": 110.9876543219, "requests": 1098, "downtime_ms": 125.0, "kind": "loss",
+        "window_end": 110.9876543219, "requests": 1098, "downtime_ms": 125.6, "kind": "loss",
         "lost": 12, "late": 1, "max_late_ms": 31.235, "first_loss": 100.5000001234,
         "recovery": 100.6250001234,
         "outages": [{"start": 100.5, "end": 100.625, "lost": 12, "late": 0, "max_late_ms": 0.0,
                      "ongoing": False, "duration_ms": 125.0}],
         "resolution_ms": 10.012}
+
+
+def test_the_late_limit_is_three_round_trips_and_ten_ms_when_that_is_longer():
+    # 10 ms interval, 20 ms round trips: 3 x 20 + 10 = 70 ms beats 2 intervals.
+    timeline = make_timeline([0.02] * 5, interval=0.01, start=0.0)
+    assert late_threshold(timeline) == pytest.approx(0.07, abs=1e-12)
+    assert late_threshold(make_timeline([0.001] * 5, interval=0.25, start=0.0)) == 0.5
+
+
+def test_a_timeline_without_replies_has_no_round_trip():
+    assert median_rtt(make_timeline([None, None], start=0.0)) == 0.0
+
+
+def test_a_reply_exactly_at_the_late_limit_is_not_a_delay():
+    # Interval 0.25 s, round trips 0.125 s: the late limit is 2 intervals, 0.5 s.
+    timeline = make_timeline([True] * 6 + [0.5, True, None, True], interval=0.25, start=0.0,
+                             rtt=0.125)
+    outages, spikes = find_disruptions(timeline)
+    assert spikes == []
+    assert [(o.lost, o.late, o.max_late_ms) for o in outages] == [(1, 0, 0.0)]
