@@ -484,3 +484,101 @@ def test_a_known_migration_is_acted_on_without_asking_again():
     migration.migration_id = 9
     assert driver._act(migration, "s1", 100.0, "abort") is True
     assert adapter.calls == [("abort_migration", "s1", 9)]
+
+
+# -- settling: Nova's record read whole, API failures, consistency -------------------------
+
+class SettlingAdapter(RecordingAdapter):
+    """Nova's migration list, server and action events from a script; errors as given."""
+
+    def __init__(self, migrations, servers, events=None):
+        super().__init__()
+        self.migration_list, self.servers, self.events = migrations, list(servers), events
+
+    def migrations(self, server_id):
+        return self.migration_list
+
+    def server(self, server_id):
+        answer = self.servers.pop(0) if len(self.servers) > 1 else self.servers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def action_events(self, server_id):
+        if isinstance(self.events, Exception):
+            raise self.events
+        return self.events
+
+    def compute_services(self):
+        return []
+
+
+NEW = {"id": 2, "uuid": "u2", "status": "completed", "created_at": "2027-01-15T08:00:00.000000",
+       "updated_at": "2027-01-15T08:00:13.000000"}
+ON_TARGET = {"host": "hv2", "status": "ACTIVE", "task_state": None}
+
+
+def settling_driver(adapter):
+    ticks = iter(range(1000))
+    sleeps = []
+    driver = MigrationDriver(adapter, MigrationPolicy(status_grace=3.0),
+                             clock=lambda: 100.0 + next(ticks) * 1.00049,
+                             sleep=sleeps.append)
+    return driver, sleeps
+
+
+def test_a_settled_migration_keeps_novas_record_whole():
+    events = [{"event": "compute_live_migration", "result": "Success"}]
+    adapter = SettlingAdapter([{"id": 1}, NEW], [ON_TARGET], events)
+    driver, sleeps = settling_driver(adapter)
+    migration = record()
+    driver._settle(migration, {1}, 99.5)
+    assert (migration.migration_id, migration.migration_uuid, migration.nova_status,
+            migration.nova_created_at, migration.nova_updated_at) == (
+        2, "u2", "completed", "2027-01-15T08:00:00.000000", "2027-01-15T08:00:13.000000")
+    # The clock's second reading (the first set the deadline): 101.00049 - 99.5 s.
+    assert migration.nova_completed_after == 1.5
+    assert migration.events == events
+    assert (migration.final_host, migration.final_status, migration.outcome,
+            migration.error) == ("hv2", "ACTIVE", "completed", None)
+    assert sleeps == []
+
+
+def test_an_api_failing_until_the_grace_ends_leaves_the_outcome_unknown():
+    adapter = SettlingAdapter([NEW], [NovaError("503 Service Unavailable")],
+                              NovaError("503 Service Unavailable"))
+    driver, sleeps = settling_driver(adapter)
+    migration = record()
+    driver._settle(migration, set(), 100.0)
+    assert migration.outcome == "unknown"
+    assert migration.error == ("Nova's API failed while the migration settled, so how it "
+                               "ended is unknown: 503 Service Unavailable")
+    assert migration.events == [] and sleeps == [1.0, 1.0]
+
+
+def test_one_failed_read_is_retried_and_does_not_decide():
+    adapter = SettlingAdapter([NEW], [NovaError("503"), ON_TARGET], [])
+    driver, sleeps = settling_driver(adapter)
+    migration = record()
+    driver._settle(migration, set(), 100.0)
+    assert (migration.outcome, sleeps) == ("completed", [1.0])
+
+
+SOURCE_AT_REST = {"host": "hv1", "status": "ACTIVE", "task_state": None}
+
+
+@pytest.mark.parametrize("migration, server, consistent", [
+    (None, None, True),
+    (None, SOURCE_AT_REST, True),
+    (None, {**SOURCE_AT_REST, "host": "hv2"}, False),
+    (None, {**SOURCE_AT_REST, "task_state": "migrating"}, False),
+    ({"status": "running"}, ON_TARGET, False),
+    ({"status": "completed"}, {**ON_TARGET, "task_state": "migrating"}, False),
+    ({"status": "completed"}, ON_TARGET, True),
+    ({"status": "done"}, ON_TARGET, True),
+    ({"status": "completed"}, SOURCE_AT_REST, False),
+    ({"status": "failed"}, SOURCE_AT_REST, True),
+    ({"status": "failed"}, ON_TARGET, False),
+])
+def test_nova_is_consistent_when_record_and_server_agree(migration, server, consistent):
+    assert MigrationDriver._consistent(record(), migration, server) is consistent
