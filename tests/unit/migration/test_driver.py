@@ -10,6 +10,7 @@ from rally_lm.clients.nova import NovaAdapter, NovaError, exception_line, make_c
 from rally_lm.migration.driver import (
     MAX_REQUESTS_PER_SECOND,
     MigrationDriver,
+    MigrationFinished,
     MigrationPolicy,
     MigrationRecord,
     classify,
@@ -582,3 +583,23 @@ SOURCE_AT_REST = {"host": "hv1", "status": "ACTIVE", "task_state": None}
 ])
 def test_nova_is_consistent_when_record_and_server_agree(migration, server, consistent):
     assert MigrationDriver._consistent(record(), migration, server) is consistent
+
+
+@pytest.mark.parametrize("server, finished", [
+    (None, True),
+    ({"status": "ERROR", "task_state": "migrating"}, True),
+    ({"status": "ACTIVE", "task_state": None}, True),
+    ({"status": "ACTIVE", "task_state": "migrating"}, False),
+])
+def test_a_migration_has_finished_when_the_server_left_migrating(server, finished):
+    condition = MigrationFinished(SettlingAdapter([], [server]), "s1")
+    assert (condition.last, condition.api_errors) == (None, 0)
+    assert condition() is finished
+    assert condition.last == server
+
+
+def test_a_flapping_api_is_counted_and_not_the_end():
+    condition = MigrationFinished(SettlingAdapter([], [NovaError("503"), NovaError("503"),
+                                                       ON_TARGET]), "s1")
+    assert (condition(), condition(), condition()) == (False, False, True)
+    assert condition.api_errors == 2
