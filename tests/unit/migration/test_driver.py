@@ -603,3 +603,28 @@ def test_a_flapping_api_is_counted_and_not_the_end():
                                                        ON_TARGET]), "s1")
     assert (condition(), condition(), condition()) == (False, False, True)
     assert condition.api_errors == 2
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"on_timeout": "retry"}, "on_timeout must be one of abort, force_complete, wait"),
+    ({"nova_completion_timeout": -0.5}, "nova_completion_timeout must be >= 0 (0: none)"),
+    ({"timeout": 0}, "timeout and poll_interval must be positive, status_grace >= 0"),
+    ({"poll_interval": 0}, "timeout and poll_interval must be positive, status_grace >= 0"),
+    ({"status_grace": -1}, "timeout and poll_interval must be positive, status_grace >= 0"),
+    ({"poll_interval": 0.2, "progress_every": 1},
+     f"poll_interval 0.2s with progress every 1 polls exceeds {MAX_REQUESTS_PER_SECOND} "
+     "requests/s"),
+])
+def test_a_policy_out_of_bounds_says_which_bound(fields, message):
+    with pytest.raises(ValueError) as caught:
+        MigrationPolicy(**fields)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("fields", [
+    {"nova_completion_timeout": 0}, {"status_grace": 0},
+    # Exactly at the request ceiling is allowed.
+    {"poll_interval": 1.0 / MAX_REQUESTS_PER_SECOND * 1.25, "progress_every": 4},
+])
+def test_a_policy_at_its_bounds_is_accepted(fields):
+    MigrationPolicy(**fields)
