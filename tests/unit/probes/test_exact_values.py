@@ -272,3 +272,44 @@ def test_a_reply_exactly_at_the_late_limit_is_not_a_delay():
     outages, spikes = find_disruptions(timeline)
     assert spikes == []
     assert [(o.lost, o.late, o.max_late_ms) for o in outages] == [(1, 0, 0.0)]
+
+
+def _icmp_probe(monkeypatch, transport: str) -> DowntimeProbe:
+    """An ICMP probe whose replies are fed by hand (a UDP socket stands in for ICMP's)."""
+    monkeypatch.setattr(downtime, "open_icmp_socket", lambda: (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM), "datagram"))
+    probe = DowntimeProbe(["127.0.0.1"], protocol="icmp")
+    probe.transport = transport
+    probe._timelines[0].sent.extend([100.0, 100.01, 100.02])
+    probe._timelines[0].received.extend([float("nan")] * 3)
+    return probe
+
+
+def _echo(probe: DowntimeProbe, seq: int, kind: int = 0, ip_words: int = 0) -> bytes:
+    payload = downtime._PAYLOAD.pack(downtime._MAGIC, probe._token, 0, seq)
+    icmp = downtime._ICMP_HEADER.pack(kind, 0, 0, probe._token & 0xFFFF, seq) + payload
+    # A raw socket hands over the IP header too; its length is in the first byte's low nibble.
+    return (bytes([0x40 | ip_words]) + bytes(4 * ip_words - 1) if ip_words else b"") + icmp
+
+
+@pytest.mark.parametrize("transport, ip_words", [("raw", 6), ("raw", 5), ("datagram", 0)])
+def test_an_icmp_echo_reply_is_read_past_its_headers(monkeypatch, transport, ip_words):
+    probe = _icmp_probe(monkeypatch, transport)
+    try:
+        probe._record_reply(_echo(probe, 1, ip_words=ip_words), "127.0.0.1", 100.0125)
+        assert list(probe._timelines[0].received)[1] == 100.0125
+    finally:
+        probe._sock.close()
+
+
+@pytest.mark.parametrize("case", ["an echo request", "cut short"])
+def test_what_is_not_an_echo_reply_is_ignored(monkeypatch, case):
+    probe = _icmp_probe(monkeypatch, "raw")
+    try:
+        packet = _echo(probe, 1, kind=8 if case == "an echo request" else 0, ip_words=5)
+        if case == "cut short":
+            packet = packet[:-1]
+        probe._record_reply(packet, "127.0.0.1", 100.0125)
+        assert all(r != r for r in probe._timelines[0].received)
+    finally:
+        probe._sock.close()
