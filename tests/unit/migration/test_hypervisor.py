@@ -416,3 +416,45 @@ def test_the_dirty_rate_period_is_qemus_and_a_stale_rate_is_not_taken(virsh, mon
 def test_a_human_domjobinfo_line_without_a_number_is_skipped_not_the_rest():
     text = "Job type:         Completed\nTotal downtime:   n/a\nData processed:   2.000 MiB\n"
     assert hypervisor.parse_domjobinfo(text) == {"data_processed": 2.0 * 1024 * 1024}
+
+
+def test_virsh_runs_untranslated_with_the_shared_ssh_uri(monkeypatch):
+    seen = {}
+
+    def run(command, **options):
+        seen.update(command=command, **options)
+        return subprocess.CompletedProcess(command, 0, "ok\n", "")
+
+    monkeypatch.setattr(hypervisor.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(hypervisor.subprocess, "run", run)
+    monkeypatch.setattr(hypervisor.ssh_mux, "shared", lambda uri: f"{uri}?shared")
+    assert hypervisor._virsh("qemu+ssh://hv1/system", "domstate", "i-1", timeout=7).stdout == "ok\n"
+    env = seen.pop("env")
+    assert seen == {"command": ["/usr/bin/virsh", "-c", "qemu+ssh://hv1/system?shared",
+                                "domstate", "i-1"],
+                    "capture_output": True, "text": True, "timeout": 7}
+    assert env["LC_ALL"] == "C" and env["PATH"] == os.environ["PATH"]
+
+
+@pytest.mark.parametrize("failure, message", [
+    (subprocess.TimeoutExpired(["virsh"], 7),
+     "virsh -c qemu:///system domstate did not answer within 7s"),
+    (FileNotFoundError(2, "No such file or directory"),
+     "virsh -c qemu:///system domstate: [Errno 2] No such file or directory"),
+])
+def test_virsh_that_hangs_or_cannot_start_is_a_stats_error(monkeypatch, failure, message):
+    def run(command, **options):
+        raise failure
+
+    monkeypatch.setattr(hypervisor.shutil, "which", lambda name: "/usr/bin/virsh")
+    monkeypatch.setattr(hypervisor.subprocess, "run", run)
+    with pytest.raises(hypervisor.HypervisorStatsError) as caught:
+        hypervisor._virsh("qemu:///system", "domstate", "i-1", timeout=7)
+    assert str(caught.value) == message
+
+
+def test_without_virsh_the_error_names_the_package(monkeypatch):
+    monkeypatch.setattr(hypervisor.shutil, "which", lambda name: None)
+    with pytest.raises(hypervisor.HypervisorStatsError) as caught:
+        hypervisor._virsh("qemu:///system", "domstate", timeout=7)
+    assert str(caught.value) == "virsh is not installed (libvirt-clients)"
