@@ -13,6 +13,8 @@ if [[ "${1:-}" == "--run" ]]; then
     private_tmp=$(mktemp -d -t rally-lm-mutants.XXXXXX)
     status=0
     TMPDIR=$private_tmp .venv/bin/mutmut run --max-children "$(nproc)" >/dev/null || status=$?
+    # A mutant of a stop() can leave a test's fake child (a looping fake virsh) behind.
+    pkill -f "$private_tmp" || true
     rm -rf "$private_tmp"
     (( status == 0 )) || exit "$status"
 fi
