@@ -288,8 +288,10 @@ def policy_sweep_note(args_dir: Path = matrix.ARGS_DIR) -> str:
     Nova counts at least 2 GiB when it turns ``live_migration_completion_timeout``
     (seconds per GiB) and ``live_migration_downtime_delay`` into seconds.
     """
-    policies = {path.stem.removeprefix("policy-"): yaml.safe_load(path.read_text())
-                for path in sorted(args_dir.glob("policy-*.yaml"))}
+    from rally_lm_testbed.policy import Policy
+
+    policies = {name: yaml.safe_load((args_dir / f"policy-{name}.yaml").read_text())
+                for name in matrix.policy_names(args_dir)}
 
     def one(key: str) -> str:
         return ", ".join(sorted({f"{p[key]:g}" if isinstance(p[key], (int, float))
@@ -298,9 +300,9 @@ def policy_sweep_note(args_dir: Path = matrix.ARGS_DIR) -> str:
     timeouts = "; ".join(f"{name} {p['nova_completion_timeout']:g} s/GiB, i.e. "
                          f"{2 * p['nova_completion_timeout']:g} s"
                          for name, p in policies.items())
-    ramps = {(p["testbed_policy"].get("max_downtime_ms", 500),
-              p["testbed_policy"].get("downtime_steps", 10),
-              p["testbed_policy"].get("downtime_delay", 75)) for p in policies.values()}
+    # What the testbed applies, Nova's defaults where a policy does not say.
+    applied = [Policy.from_dict(p["testbed_policy"]) for p in policies.values()]
+    ramps = {(a.max_downtime_ms, a.downtime_steps, a.downtime_delay) for a in applied}
     ramp = "; ".join(f"up to {most:g} ms in {steps} steps {2 * delay:g} s apart"
                      for most, steps, delay in sorted(ramps))
     return (f"Policy sweep on the testbed: one VM ({one('flavor')}) dirtying a "

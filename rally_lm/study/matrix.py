@@ -74,9 +74,9 @@ def seed_matrix(volume_cell: bool = True) -> list[StudyCell]:
     return cells
 
 
-def policy_names() -> list[str]:
-    """Every policy with an args file, in a stable order."""
-    return sorted(p.stem.removeprefix("policy-") for p in ARGS_DIR.glob("policy-*.yaml"))
+def policy_names(args_dir: Path = ARGS_DIR) -> list[str]:
+    """Every policy with an args file (``policy-<name>.yaml``), in a stable order."""
+    return sorted(p.stem.removeprefix("policy-") for p in args_dir.glob("policy-*.yaml"))
 
 
 def policy_matrix(storage: str = "ceph", tunnelling: str = "off") -> list[StudyCell]:

@@ -13,12 +13,11 @@ from rally_lm.probes.anatomy import OutageAnatomy, Silence, _resolution, dissect
 from rally_lm.probes.records import Outage
 from rally_lm.probes.summary import raw_timeline, timeline_summary
 from rally_lm.probes.timeline import (
-    MigrationWindow,
     NothingMeasured,
     disruption_in_window,
     find_disruptions,
 )
-from tests.unit.probes.test_timeline import make_timeline
+from tests.unit.probes.test_timeline import make_timeline, window
 
 QUARTER, EIGHTH = 0.25, 0.125
 T = True
@@ -147,10 +146,6 @@ def test_one_reply_is_enough_to_have_measured():
 def test_the_raw_timeline_keeps_microseconds():
     timeline = make_timeline([T, None], interval=0.0101234567, start=100.0, rtt=0.0012345678)
     assert raw_timeline(timeline) == [[0.0, 0.001235], [0.010123, None]]
-
-
-def window(start, end, label="vm0 out"):
-    return MigrationWindow(target="10.0.0.5", start=start, end=end, label=label)
 
 
 @pytest.mark.parametrize("label, where", [("vm0 out", "vm0 out"), ("", "the window")])
