@@ -132,6 +132,12 @@ def storage_apply(host: Host, storage: str) -> None:
 
 # -- nova-compute and the linuxbridge agent ---------------------------------------------
 
+#: oslo.privsep appends the context and socket to this command.
+PRIVSEP_HELPER = "/usr/bin/privsep-helper --config-file /etc/nova/nova.conf"
+#: Nova's own, os-vif's linux bridge plugin's and os-brick's (Ceph volumes) contexts.
+PRIVSEP_SECTIONS = ("nova_sys_admin", "vif_plug_linux_bridge_privileged", "privsep_osbrick")
+
+
 def nova_compute_configure(host: Host, tunnelled: bool, storage: str = "local",
                            migration_policy: policy.Policy | None = None) -> None:
     libvirt = {"virt_type": "qemu", "cpu_mode": "custom", "cpu_models": "qemu64",
@@ -162,6 +168,11 @@ def nova_compute_configure(host: Host, tunnelled: bool, storage: str = "local",
         "cinder": {"os_region_name": layout.REGION},
         "oslo_concurrency": {"lock_path": "/var/lib/nova/tmp"},
         "vnc": {"enabled": False},
+        # nova-compute runs as root here: its privileged helpers start without
+        # sudo and rootwrap, two Python start-ups fewer. Each restart (a mode
+        # switch) spawned them again on the first boot and the first incoming
+        # migration, ~4.5 s apiece on a slow machine.
+        **{section: {"helper_command": PRIVSEP_HELPER} for section in PRIVSEP_SECTIONS},
     })
 
 

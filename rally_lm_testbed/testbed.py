@@ -177,6 +177,12 @@ def set_mode(storage: str | None, tunnelled: str | None,
     problems = wanted.problems(new["tunnelled"] == "on")
     if problems:
         raise RuntimeError("; ".join(problems))
+    if new == mode and _computes_as_configured(wanted):
+        # Restarting nova-compute for nothing costs its start-up, and the next
+        # migration waits for it.
+        log(f"mode: storage={new['storage']} tunnelled={new['tunnelled']} "
+            f"policy={wanted.name()} already; nothing restarted")
+        return new
     if new["storage"] != mode["storage"]:
         guests = {h.name: guests_on(h) for h in layout.COMPUTES}
         if any(guests.values()):
@@ -192,6 +198,16 @@ def set_mode(storage: str | None, tunnelled: str | None,
         f"policy={wanted.name()} link={wanted.link_mbit or 'unshaped'}; waiting for computes")
     wait_computes()
     return new
+
+
+def _computes_as_configured(wanted: policy.Policy) -> bool:
+    """Every compute daemon running, and each migration link shaped as the policy says."""
+    running = all(hosts.running_pid(d) for h in layout.COMPUTES for d in compute.daemons(h))
+    # tc's spelling of the rate; another one (e.g. 2500Kbit) only costs a restart.
+    link = {"shaped": False} if wanted.link_mbit is None else \
+        {"shaped": True, "rate": f"{wanted.link_mbit:g}Mbit"}
+    return running and all(
+        {k: policy.link_state(h).get(k) for k in link} == link for h in layout.COMPUTES)
 
 
 def _restart_computes(mode: dict) -> None:
