@@ -98,6 +98,34 @@ def hosts_file() -> str:
     return "\n".join(lines) + "\n"
 
 
+def kill_leftovers() -> list[int]:
+    """SIGKILL every process still inside a testbed host's namespaces; their PIDs.
+
+    What the daemons we stop spawn on their own - neutron's metadata proxies
+    (haproxy, re-parented to init) among them - is not in our PID files, and
+    would keep running in namespaces no one can reach any more.
+    """
+    if not layout.NS_DIR.exists():
+        return []
+    ours = set()
+    for path in layout.NS_DIR.glob("*"):
+        if _is_mountpoint(path):
+            ours.add(os.stat(path).st_ino)
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            inodes = {os.stat(proc / "ns" / kind).st_ino for kind in ("mnt", "net", "uts")}
+        except OSError:
+            continue  # gone meanwhile, or a kernel thread
+        if inodes & ours:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+    return killed
+
+
 def destroy_host_namespaces() -> None:
     """Unmount every namespace file; the namespaces die with their last process."""
     if not layout.NS_DIR.exists():

@@ -148,11 +148,13 @@ def down(quiet: bool = False) -> None:
     controller.stop_all()
     ceph.stop_all()
     removed = network.cleanup()  # kills what is left inside (guests, bindfs, epmd)
+    stragglers = hosts.kill_leftovers()
     hosts.destroy_host_namespaces()
     if layout.STATE.exists():
         shutil.rmtree(layout.STATE, ignore_errors=True)
     if not quiet:
-        log(f"down: removed namespaces {', '.join(removed) or '(none)'}")
+        log(f"down: removed namespaces {', '.join(removed) or '(none)'}"
+            + (f"; killed {len(stragglers)} process(es) left in them" if stragglers else ""))
 
 
 def set_mode(storage: str | None, tunnelled: str | None,

@@ -368,6 +368,6 @@ def test_down_leaves_nothing(testbed_up):
     assert not any(hosts.running_pid(d) for d in all_daemons())
     assert str(layout.STATE) not in Path("/proc/self/mountinfo").read_text()
     leftovers = subprocess.run(["pgrep", "-f", "nova-|neutron-|cinder-|ceph-|libvirtd|mariadbd|"
-                                "beam.smp"],
+                                "beam.smp|ns-metadata-proxy"],
                                capture_output=True, text=True).stdout.split()
     assert leftovers == [], leftovers
