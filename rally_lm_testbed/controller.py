@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 from rally_lm_testbed import ceph, config, hosts, layout
 from rally_lm_testbed.layout import CONTROLLER as CTL
@@ -323,10 +324,6 @@ DAEMONS = ["mariadb", "rabbitmq", "memcached", "keystone", "glance-api", "placem
            "cinder-scheduler", "cinder-volume"]
 
 
-#: The services before keystone; the schemas of the ones from keystone on are independent.
-_INFRASTRUCTURE = 3
-
-
 def _prepare(configure, init) -> None:
     if configure:
         configure()
@@ -336,13 +333,13 @@ def _prepare(configure, init) -> None:
 
 def up(after_keystone, log=print) -> None:
     """Configure, init and start every service; ``after_keystone`` registers users."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    for name, configure, init, start in SERVICES[:_INFRASTRUCTURE]:
+    # The services before keystone are what the others' schemas live in and talk over.
+    first_api = [name for name, *_ in SERVICES].index("keystone")
+    for name, configure, init, start in SERVICES[:first_api]:
         log(f"controller: {name}")
         _prepare(configure, init)
         start()
-    apis = SERVICES[_INFRASTRUCTURE:]
+    apis = SERVICES[first_api:]
     # Each schema migration needs only the database, and they are single-threaded
     # Python: side by side they use both cores (keystone's alone took ~60 s).
     log(f"controller: configure and migrate {', '.join(n for n, *_ in apis)} side by side")

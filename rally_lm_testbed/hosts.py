@@ -116,7 +116,8 @@ def kill_leftovers() -> list[int]:
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            inodes = {os.stat(proc / "ns" / kind).st_ino for kind in ("mnt", "net", "uts")}
+            # Network namespaces are ip netns's: deleting one kills what is inside.
+            inodes = {os.stat(proc / "ns" / kind).st_ino for kind in ("mnt", "uts")}
         except OSError:
             continue  # gone meanwhile, or a kernel thread
         if inodes & ours:
