@@ -32,14 +32,19 @@ CACHE = image.CACHE / "cloud-image"
 DISK_MIB = 2048
 #: dbus: systemd-logind then turns ACPI's power button (Nova's soft reboot) into a
 #: clean shutdown, as on any vendor image.
+#: net-tools: cloud-init's ifupdown renderer adds routes with ``route add`` (post-up);
+#: without it a static subnet's default gateway never reaches the guest, which then
+#: answers its own subnet only - not a probe behind a router or a floating IP.
 PACKAGES = ["systemd-sysv", "udev", "dbus", "linux-image-cloud-amd64", "initramfs-tools",
-            "cloud-init", "python3", "ifupdown", "iproute2", "procps", "extlinux",
-            "e2fsprogs", "netbase"]
+            "cloud-init", "python3", "ifupdown", "iproute2", "net-tools", "procps",
+            "extlinux", "e2fsprogs", "netbase"]
 #: cloud-init looks only where the testbed (and most private clouds) put its data; the
-#: image has no locales package and no SSH server to make keys for.
+#: image has no locales package and no SSH server to make keys for (host keys given,
+#: even none, are not generated; ``ssh_genkeytypes: []`` fails cloud-init's schema and
+#: prints "Invalid cloud-config provided" on every boot).
 CLOUD_CFG = """datasource_list: [ConfigDrive, NoCloud, None]
 locale: C.UTF-8
-ssh_genkeytypes: []
+ssh_keys: {}
 """
 EXTLINUX_CFG = """DEFAULT linux
 TIMEOUT 0

@@ -100,11 +100,27 @@ class Injector(threading.Thread):
             self.timings["repaired"] = time.monotonic()
 
 
-def run_faulty_task(name: str, injector: Injector, **task_args) -> tuple[list[dict], dict]:
+def run_faulty_task(name: str, injector: Injector, cue: tuple[str, threading.Event] | None = None,
+                    **task_args) -> tuple[list[dict], dict]:
+    """Run the task while ``injector`` breaks and repairs; ``cue`` is set by the
+    first console line containing its text (or when the task ends without one)."""
     args = {"vm_count": 2, "round_trips": 1, "pause_between_directions": 1, **task_args}
+    args_file = ARGS / "testbed-shared-off.yaml"
     injector.start()
-    run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-shared-off.yaml", RESULTS,
-                                extra_args=json.dumps(args))
+    proc = rally_runner.start_task(TEMPLATE, args_file, extra_args=json.dumps(args))
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if cue is not None and cue[0] in line:
+                cue[1].set()
+        proc.wait(timeout=60)
+    finally:
+        if cue is not None:
+            cue[1].set()
+        if proc.poll() is None:
+            proc.kill()
+    run = rally_runner.collect("".join(lines), proc.returncode, args_file, RESULTS)
     injector.join(60)
     assert injector.error is None, repr(injector.error)
     assert not injector.is_alive()
@@ -222,28 +238,27 @@ def test_destination_libvirtd_killed_mid_migration():
     # The copy fails at once. Nova disables hv2 ("AUTO: Connection to libvirt
     # lost") until its nova-compute reconnects, which it does lazily, so the
     # operator's repair is: restart libvirtd, then nova-compute, and wait for
-    # Nova to list hv2 up and enabled. vm1's first migration may come before
-    # that and be refused, saying why; the second round trip must find the
-    # cloud healed. (Which pre-check refuses it depends on how far hv2's
-    # reconnection got: its service may already be listed up and enabled while
-    # the conductor's call to hv2 still fails.)
+    # Nova to list hv2 up and enabled. The second round trip must find the
+    # cloud healed. One VM: going on with another VM after a failure is the
+    # forced-completion test's (a second VM here, whose migration right after
+    # the repair Nova sometimes refused, cost CI ~70 s).
     def repair():
         faults.restart_libvirtd(HV2)
         faults.restart_nova_compute(HV2)
         testbed.bootstrap("wait-computes")
 
     injector = Injector(lambda _d: faults.crash("hv2-libvirtd"), repair)
-    rows, _uuid = run_faulty_task("dest_libvirtd_killed", injector, migration_timeout=120,
-                                  round_trips=2, pause_between_directions=15)
+    rows, _uuid = run_faulty_task("dest_libvirtd_killed", injector, vm_count=1,
+                                  migration_timeout=120, round_trips=2,
+                                  pause_between_directions=15)
     first, second = by_vm(rows, 0), by_vm(rows, 1)
+    assert len(first) == 2 and len(second) == 2, rows
     broken = first[("vm0", "out")]
     assert broken["outcome"] == "error", broken
     assert broken["running_on"] == "hv1"
     assert_return_skipped(first[("vm0", "back")])
-    other = first[("vm1", "out")]
-    assert other["outcome"] == "completed" or (
-        other["outcome"] == "refused" and "before any data moved" in other["error"]), other
-    assert len(second) == 4 and all(r["outcome"] == "completed" for r in second.values()), second
+    assert all(r["outcome"] == "completed" for r in second.values()), second
+    assert second[("vm0", "back")]["running_on"] == "hv1", second
     assert_nothing_left()
 
 
@@ -348,17 +363,24 @@ def test_destination_nova_compute_killed_mid_migration_nova_lags_libvirt():
     # during the pause between directions, Nova catches up, and the guest comes
     # back. (A second round trip, once run here too, added 75-120 s to CI and
     # nothing the completed return does not already show.)
+    # hv2's nova-compute stays down until the tool has given up on the way out
+    # (its progress line), not for a fixed time: a slow machine reaches that later.
+    # The call Nova queued for hv2 waits in RabbitMQ for long_rpc_timeout (30 min).
+    gave_up = threading.Event()
+
     def repair():
-        time.sleep(100)
+        gave_up.wait(900)
         faults.restart_nova_compute(HV2)
 
     # The moment the guest runs on hv2: libvirt's part is over, Nova's is not.
     injector = Injector(lambda _d: faults.crash("hv2-nova-compute", with_children=True),
                         repair, delay=0, slow_mbit=None,
                         ready=lambda d: faults.domain_state(HV2, d).startswith("running"))
-    rows, _uuid = run_faulty_task("dest_nova_compute_killed", injector, vm_count=1,
-                                  round_trips=1, pause_between_directions=45,
-                                  migration_timeout=40, status_grace=15, dirty_rate_mib=0)
+    # The pause covers hv2's nova-compute starting and Nova catching up.
+    rows, _uuid = run_faulty_task("dest_nova_compute_killed", injector,
+                                  cue=("-vm0 out hv1 -> hv2: ", gave_up), vm_count=1,
+                                  round_trips=1, pause_between_directions=60,
+                                  migration_timeout=40, status_grace=5, dirty_rate_mib=0)
     first = by_vm(rows, 0)
     assert len(rows) == 2, rows
     lagging = first[("vm0", "out")]

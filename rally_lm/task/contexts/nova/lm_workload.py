@@ -369,16 +369,29 @@ class LiveMigrationWorkload(context.Context):
                 time.sleep(2)
         if remaining:
             LOG.warning(f"workload VMs still present after cleanup: {remaining}")
+        # What is gone leaves the context: Rally calls cleanup again after a setup
+        # that failed (and cleaned up itself), and a second pass must not try
+        # to delete it twice.
+        servers[:] = [s for s in servers if s["id"] in remaining]
+        kept_fips = []
         for fip in workload.get("floating_ips", []):
             try:
                 self._clients().neutron().delete_floatingip(fip)
             except Exception as exc:  # noqa: BLE001 - report, never mask the run
-                LOG.warning(f"could not release floating IP {fip}: {exc}")
+                if getattr(exc, "status_code", None) != 404:
+                    kept_fips.append(fip)
+                    LOG.warning(f"could not release floating IP {fip}: {exc}")
+        if "floating_ips" in workload:
+            workload["floating_ips"] = kept_fips
         group = workload.get("security_group")
         if group:
             neutron = self._clients().neutron()
+            deleted_all = True
             for found in neutron.list_security_groups(name=group)["security_groups"]:
                 try:
                     neutron.delete_security_group(found["id"])
                 except Exception as exc:  # noqa: BLE001 - report, never mask the run
+                    deleted_all = False
                     LOG.warning(f"could not delete security group {group}: {exc}")
+            if deleted_all:
+                workload["security_group"] = None

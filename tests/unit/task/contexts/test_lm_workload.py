@@ -100,6 +100,27 @@ def test_setup_and_cleanup(stubs, port_security):
         neutron.delete_security_group.assert_called_once_with("sg-1")
 
 
+def test_a_second_cleanup_deletes_nothing_twice(stubs):
+    # Rally cleans up a context whose setup failed, after the setup's own cleanup.
+    context, neutron = make_context(True)
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    ctx.setup()
+    context["lm_workload"]["floating_ips"] = ["fip-1", "fip-2"]
+    neutron.delete_floatingip.side_effect = [None, RuntimeError("neutron is down")]
+    ctx.cleanup()
+    assert stubs.deleted == ["id-1", "id-2"]
+    assert context["lm_workload"]["floating_ips"] == ["fip-2"]  # kept for another try
+    # Released meanwhile: Neutron's 404 counts as released.
+    neutron.delete_floatingip.side_effect = [type("NotFound", (Exception,),
+                                                  {"status_code": 404})()]
+    ctx.cleanup()
+    assert stubs.deleted == ["id-1", "id-2"]
+    assert [c.args for c in neutron.delete_floatingip.call_args_list] == [
+        ("fip-1",), ("fip-2",), ("fip-2",)]
+    assert context["lm_workload"]["floating_ips"] == []
+    neutron.delete_security_group.assert_called_once_with("sg-1")
+
+
 def test_cleanup_aborts_a_migration_left_in_flight_before_deleting(stubs, monkeypatch):
     monkeypatch.setattr(lm_workload.time, "sleep", lambda _s: None)
     context, _neutron = make_context(False)
