@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 PREFIX = "rally-lm-agent: status "
+#: Printed once every service of the agent listens (both agents, docs/agent.md).
+READY = "rally-lm-agent: ready "
 
 
 def statuses(console: str) -> list[dict[str, Any]]:
@@ -31,6 +33,11 @@ def statuses(console: str) -> list[dict[str, Any]]:
 def latest(console: str) -> dict[str, Any] | None:
     found = statuses(console)
     return found[-1] if found else None
+
+
+def ready(console: str) -> bool:
+    """Whether the agent said, in this console log, that its services listen."""
+    return READY in console
 
 
 def refused(console: str) -> str | None:

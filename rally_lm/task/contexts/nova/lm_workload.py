@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 
 from rally.common import logging
 from rally.task import context
@@ -46,6 +47,14 @@ def probe_source_prefix(cidr: str) -> str:
 def agent_user_data(agent: dict) -> str:
     """The user data that starts the agent, as ``agent.delivery`` asks (see user_data)."""
     return user_data.user_data(agent_argv(agent), agent.get("delivery", "cloud-init"))
+
+
+def _says_ready(console: Callable[[str], str], server_id: str) -> bool:
+    """Whether the server's console log has its agent's ready line (unreadable: no)."""
+    try:
+        return workload_status.ready(console(server_id))
+    except Exception:  # noqa: BLE001 - only a hint: an unreadable log proves nothing
+        return False
 
 
 NAME = {"type": "string", "pattern": r"^\S.*$"}
@@ -178,7 +187,8 @@ class LiveMigrationWorkload(context.Context):
             if floating:
                 self._attach_floating_ips(clients, servers, floating,
                                           self.context["lm_workload"]["floating_ips"])
-            self._wait_answering(servers, agent, cfg["ready_timeout"])
+            self._wait_answering(servers, agent, cfg["ready_timeout"],
+                                 console=lambda sid: nova.console_output(sid, lines=200))
             if agent["disk_fill_percent"] > 0:
                 self._wait_disk_filled(nova, servers, cfg["ready_timeout"])
         except Exception:
@@ -260,19 +270,38 @@ class LiveMigrationWorkload(context.Context):
                 time.sleep(2)
 
     @staticmethod
-    def _wait_answering(servers: list[dict], agent: dict, timeout: float) -> None:
+    def _wait_answering(servers: list[dict], agent: dict, timeout: float,
+                        console: Callable[[str], str] | None = None) -> None:
+        """Until every agent answers; else name the silent ones and the likelier cause.
+
+        ``console`` reads a server's console log (by id): an agent that says
+        there it is ready, yet never answered, puts the fault on the path.
+        """
         silent = readiness.wait_until_answering([s["ip"] for s in servers],
                                                 agent["udp_echo_port"], timeout)
-        if silent:
-            names = ", ".join(s["name"] for s in servers if s["ip"] in silent)
-            answered = len(servers) - len(silent)
+        if not silent:
+            return
+        quiet = [s for s in servers if s["ip"] in silent]
+        names = ", ".join(s["name"] for s in quiet)
+        ready = [s["name"] for s in quiet if console is not None and
+                 _says_ready(console, s["id"])]
+        answered = len(servers) - len(silent)
+        if ready:
+            # The guest runs and its agent listens: requests or replies are lost
+            # on the way (rules, NAT, or a guest that cannot route its answer).
+            hint = (f"the agent of {', '.join(ready)} says in the console log that it is "
+                    "ready, so the path between here and the guest fails: a security group "
+                    "or firewall, the floating IP's NAT, or a guest without a route back "
+                    "(no default gateway: it answers its own subnet only)")
+        elif answered:
             # Others answering proves the path from here; a silent few point at
             # their guests (a slow or failed boot: their console logs say).
             hint = (f"{answered} of {len(servers)} answered, so the network is reachable: "
-                    "read the silent VM's console log (a guest that did not finish booting?)"
-                    if answered else "is the network reachable from where Rally runs?")
-            raise TimeoutError(f"workload agent of {names} did not answer UDP echo on port "
-                               f"{agent['udp_echo_port']} within {timeout:.0f}s: {hint}")
+                    "read the silent VM's console log (a guest that did not finish booting?)")
+        else:
+            hint = "is the network reachable from where Rally runs?"
+        raise TimeoutError(f"workload agent of {names} did not answer UDP echo on port "
+                           f"{agent['udp_echo_port']} within {timeout:.0f}s: {hint}")
 
     @staticmethod
     def _attach_floating_ips(clients, servers: list[dict], network_id: str,

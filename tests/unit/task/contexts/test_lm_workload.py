@@ -49,7 +49,7 @@ def stubs(monkeypatch):
     monkeypatch.setattr(lm_workload.LiveMigrationWorkload, "_wait_active",
                         staticmethod(lambda nova, servers, timeout: None))
     monkeypatch.setattr(lm_workload.LiveMigrationWorkload, "_wait_answering",
-                        staticmethod(lambda servers, agent, timeout: None))
+                        staticmethod(lambda servers, agent, timeout, console=None: None))
     return adapter
 
 
@@ -161,17 +161,46 @@ def test_boot_from_volume_sizes_the_volume_from_the_flavor_or_as_asked(stubs):
     assert [b["volume_size_gb"] for b in stubs.booted] == [8, 8]
 
 
-@pytest.mark.parametrize("silent, hint", [
-    ({"10.0.0.3"}, "2 of 3 answered, so the network is reachable: read the silent VM's "
-                   "console log (a guest that did not finish booting?)"),
-    ({"10.0.0.1", "10.0.0.2", "10.0.0.3"}, "is the network reachable from where Rally runs?"),
+READY_CONSOLE = ("[   88.1] cloud-init[375]: Created symlink ...\n"
+                 "rally-lm-agent: ready tcp-echo=7 udp-echo=7 sink=0\n")
+PATH_HINT = ("the agent of {} says in the console log that it is ready, so the path between "
+             "here and the guest fails: a security group or firewall, the floating IP's NAT, "
+             "or a guest without a route back (no default gateway: it answers its own "
+             "subnet only)")
+
+
+def unreadable(_server_id):
+    raise RuntimeError("HTTP 500")
+
+
+@pytest.mark.parametrize("silent, consoles, hint", [
+    ({"10.0.0.3"}, None, "2 of 3 answered, so the network is reachable: read the silent VM's "
+                         "console log (a guest that did not finish booting?)"),
+    ({"10.0.0.1", "10.0.0.2", "10.0.0.3"}, None,
+     "is the network reachable from where Rally runs?"),
+    # Still booting: no ready line yet, the answer is as without a console.
+    ({"10.0.0.1", "10.0.0.2", "10.0.0.3"}, {"id-1": "Booting Linux", "id-2": "", "id-3": ""},
+     "is the network reachable from where Rally runs?"),
+    ({"10.0.0.3"}, {"id-3": "rally-lm-agent: status {}\n"},
+     "2 of 3 answered, so the network is reachable: read the silent VM's "
+     "console log (a guest that did not finish booting?)"),
+    # Ready inside, silent outside: the path, named for the VMs that say so.
+    ({"10.0.0.1", "10.0.0.2", "10.0.0.3"}, {"id-1": READY_CONSOLE, "id-2": "", "id-3": ""},
+     PATH_HINT.format("vm1")),
+    ({"10.0.0.2", "10.0.0.3"}, {"id-2": READY_CONSOLE, "id-3": READY_CONSOLE},
+     PATH_HINT.format("vm2, vm3")),
+    ({"10.0.0.3"}, unreadable, "2 of 3 answered, so the network is reachable: read the silent "
+                               "VM's console log (a guest that did not finish booting?)"),
 ])
-def test_agents_that_never_answer_are_named_with_the_likelier_cause(monkeypatch, silent, hint):
-    servers = [{"name": f"vm{i}", "ip": f"10.0.0.{i}"} for i in (1, 2, 3)]
+def test_agents_that_never_answer_are_named_with_the_likelier_cause(monkeypatch, silent,
+                                                                    consoles, hint):
+    servers = [{"id": f"id-{i}", "name": f"vm{i}", "ip": f"10.0.0.{i}"} for i in (1, 2, 3)]
     monkeypatch.setattr(lm_workload.readiness, "wait_until_answering",
                         lambda ips, port, timeout: set(silent))
+    console = consoles.__getitem__ if isinstance(consoles, dict) else consoles
     with pytest.raises(TimeoutError) as caught:
-        lm_workload.LiveMigrationWorkload._wait_answering(servers, {"udp_echo_port": 7}, 300)
+        lm_workload.LiveMigrationWorkload._wait_answering(servers, {"udp_echo_port": 7}, 300,
+                                                          console=console)
     names = ", ".join(s["name"] for s in servers if s["ip"] in silent)
     assert str(caught.value) == (f"workload agent of {names} did not answer UDP echo on port 7 "
                                  f"within 300s: {hint}")
