@@ -239,11 +239,11 @@ def test_destination_libvirtd_killed_mid_migration():
     # lost") until its nova-compute reconnects, which it does lazily, so the
     # operator's repair is: restart libvirtd, then nova-compute, and wait for
     # Nova to list hv2 up and enabled. The second round trip must find the
-    # cloud healed: it starts right after the pause (the return, skipped, takes
-    # no time), so the pause covers the repair. One VM: going on with another
-    # VM after a failure is the forced-completion test's (a second VM here,
-    # whose migration right after the repair Nova sometimes refused, cost CI
-    # ~70 s).
+    # cloud healed: it starts right after the pause (the skipped return takes
+    # no time), so the pause covers the repair (14 s in a CI-speed run; twice
+    # that). One VM: going on with another VM after a failure is the
+    # forced-completion test's (a second VM here, whose migration right after
+    # the repair Nova sometimes refused, cost CI ~70 s).
     def repair():
         faults.restart_libvirtd(HV2)
         faults.restart_nova_compute(HV2)
@@ -252,7 +252,7 @@ def test_destination_libvirtd_killed_mid_migration():
     injector = Injector(lambda _d: faults.crash("hv2-libvirtd"), repair)
     rows, _uuid = run_faulty_task("dest_libvirtd_killed", injector, vm_count=1,
                                   migration_timeout=120, round_trips=2,
-                                  pause_between_directions=60)
+                                  pause_between_directions=30)
     first, second = by_vm(rows, 0), by_vm(rows, 1)
     assert len(first) == 2 and len(second) == 2, rows
     broken = first[("vm0", "out")]
