@@ -187,8 +187,9 @@ class LiveMigrationWorkload(context.Context):
             if floating:
                 self._attach_floating_ips(clients, servers, floating,
                                           self.context["lm_workload"]["floating_ips"])
+            # The whole log, read only on failure: the ready line comes once, early.
             self._wait_answering(servers, agent, cfg["ready_timeout"],
-                                 console=lambda sid: nova.console_output(sid, lines=200))
+                                 console=nova.console_output)
             if agent["disk_fill_percent"] > 0:
                 self._wait_disk_filled(nova, servers, cfg["ready_timeout"])
         except Exception:

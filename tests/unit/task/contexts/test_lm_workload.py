@@ -29,6 +29,9 @@ class StubAdapter:
     def delete(self, server_id):
         self.deleted.append(server_id)
 
+    def console_output(self, server_id, lines=None):
+        return f"console of {server_id}"
+
     def server(self, server_id):
         if server_id in self.deleted:
             return None  # deleted at once
@@ -48,8 +51,11 @@ def stubs(monkeypatch):
     monkeypatch.setattr(lm_workload, "NovaAdapter", lambda _client: adapter)
     monkeypatch.setattr(lm_workload.LiveMigrationWorkload, "_wait_active",
                         staticmethod(lambda nova, servers, timeout: None))
+    def wait_answering(servers, agent, timeout, console=None):
+        adapter.consoles = [console(s["id"]) for s in servers]
+
     monkeypatch.setattr(lm_workload.LiveMigrationWorkload, "_wait_answering",
-                        staticmethod(lambda servers, agent, timeout, console=None: None))
+                        staticmethod(wait_answering))
     return adapter
 
 
@@ -84,6 +90,8 @@ def test_setup_and_cleanup(stubs, port_security):
     files = {f["path"]: f for f in yaml.safe_load(stubs.booted[0]["userdata"])["write_files"]}
     assert "--dirty-mib 32 --dirty-rate 4" in files["/usr/local/lib/rally-lm/run-agent"]["content"]
     assert context["lm_workload"]["cloud"] == {"nova max microversion": "2.93"}
+    # A silent agent's hint reads the server's own console log through Nova.
+    assert stubs.consoles == ["console of id-1", "console of id-2"]
     if port_security:
         assert stubs.booted[0]["security_groups"] == ["rally-lm-abcdef12-probes"]
         rules = [c.args[0]["security_group_rule"] for c in
