@@ -187,6 +187,16 @@ def shape_link(host: Host, mbit: float | None) -> None:
             "flowid", "1:10")
 
 
+def link_shaped_as(host: Host, mbit: float | None) -> bool:
+    """Whether ``host``'s link is shaped as ``shape_link(host, mbit)`` leaves it."""
+    state = link_state(host)
+    if mbit is None:
+        return not state["shaped"]
+    # tc's spelling of what shape_link asked; another one (e.g. 2500Kbit) only
+    # reads as a mismatch.
+    return state["shaped"] and state.get("rate") == f"{mbit:g}Mbit"
+
+
 def link_state(host: Host) -> dict[str, Any]:
     """What tc has on ``host``'s management interface: the shaped rate and its counters."""
     out = _tc(host, "-s", "qdisc", "show", "dev", network.MGMT_DEV, check=False).stdout

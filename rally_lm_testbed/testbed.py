@@ -205,11 +205,7 @@ def set_mode(storage: str | None, tunnelled: str | None,
 def _computes_as_configured(wanted: policy.Policy) -> bool:
     """Every compute daemon running, and each migration link shaped as the policy says."""
     running = all(hosts.running_pid(d) for h in layout.COMPUTES for d in compute.daemons(h))
-    # tc's spelling of the rate; another one (e.g. 2500Kbit) only costs a restart.
-    link = {"shaped": False} if wanted.link_mbit is None else \
-        {"shaped": True, "rate": f"{wanted.link_mbit:g}Mbit"}
-    return running and all(
-        {k: policy.link_state(h).get(k) for k in link} == link for h in layout.COMPUTES)
+    return running and all(policy.link_shaped_as(h, wanted.link_mbit) for h in layout.COMPUTES)
 
 
 def _restart_computes(mode: dict) -> None:

@@ -411,8 +411,7 @@ class LiveMigrationWorkload(context.Context):
                 if getattr(exc, "status_code", None) != 404:
                     kept_fips.append(fip)
                     LOG.warning(f"could not release floating IP {fip}: {exc}")
-        if "floating_ips" in workload:
-            workload["floating_ips"] = kept_fips
+        workload["floating_ips"] = kept_fips
         group = workload.get("security_group")
         if group:
             neutron = self._clients().neutron()
