@@ -2,7 +2,9 @@
 
 Runs inside the probe namespace (``rally-lm testbed`` tests call it with
 ``ip netns exec``). Uses the same evacuation core as the Rally scenario, plus
-libvirt's own statistics of every migration, and deletes the guest after.
+libvirt's own statistics of every migration, and deletes the guest after
+(``--keep`` leaves it running for a later ``--reuse``: a guest boots in ~30 s
+under TCG, and a mode switch of the tunnelling keeps guests running).
 """
 
 from __future__ import annotations
@@ -53,6 +55,34 @@ def boot_guest(nova: NovaAdapter, name: str, agent: dict | None = None) -> Workl
     return vm
 
 
+#: The name of the guest this tool boots, keeps and reuses.
+GUEST_NAME = "rlm-check"
+
+
+def delete_guest(nova: NovaAdapter, server_id: str, timeout: float = 120.0) -> None:
+    nova.delete(server_id)
+    deadline = time.monotonic() + timeout
+    while nova.server(server_id) is not None and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+def kept_guest(nova: NovaAdapter) -> WorkloadVM | None:
+    """A guest an earlier ``--keep`` left ACTIVE and answering on hv1; any other is deleted."""
+    kept = [s for s in nova.list_servers() if s["name"] == GUEST_NAME]
+    for listed in kept[1:]:
+        delete_guest(nova, listed["id"])
+    if not kept:
+        return None
+    server = nova.server(kept[0]["id"])
+    if server is not None and (server["status"], server["host"]) == ("ACTIVE", "hv1") \
+            and not readiness.wait_until_answering(server["addresses"][:1],
+                                                   AGENT["udp_echo_port"], 30):
+        return WorkloadVM(id=server["id"], name=GUEST_NAME, ip=server["addresses"][0],
+                          instance_name=server["instance_name"])
+    delete_guest(nova, kept[0]["id"])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dirty-rate", type=float, default=AGENT["dirty_rate_mib"],
@@ -64,11 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-interval", type=float, default=0.01)
     parser.add_argument("--nova-completion-timeout", type=float, default=800.0,
                         help="the computes' live_migration_completion_timeout, s/GiB")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the guest running on hv1 for a later --reuse")
+    parser.add_argument("--reuse", action="store_true",
+                        help="migrate the guest an earlier --keep left (booted with the "
+                             "same agent options), if it still runs on hv1 and answers")
+    parser.add_argument("--delete-kept", action="store_true",
+                        help="only delete a guest an earlier --keep left, then exit")
     options = parser.parse_args(argv)
     agent = {**AGENT, "dirty_rate_mib": options.dirty_rate,
              "dirty_working_set_mib": options.working_set}
     nova = NovaAdapter(make_client(bootstrap.admin_session()))
-    vm = boot_guest(nova, "rlm-check", agent)
+    if options.delete_kept:
+        deleted = [s["id"] for s in nova.list_servers() if s["name"] == GUEST_NAME]
+        for server_id in deleted:
+            delete_guest(nova, server_id)
+        print(json.dumps({"deleted": deleted}))
+        return 0
+    vm = (kept_guest(nova) if options.reuse else None) or boot_guest(nova, GUEST_NAME, agent)
+    kept = False
     try:
         policy = MigrationPolicy(timeout=options.timeout, status_grace=30,
                                  nova_completion_timeout=options.nova_completion_timeout)
@@ -77,15 +121,16 @@ def main(argv: list[str] | None = None) -> int:
                                 hypervisor_uris=hypervisor_uris())
         trip = evacuation.round_trip()
         answering = vm.ip in readiness.answering([vm.ip], AGENT["udp_echo_port"])
+        server = nova.server(vm.id)
         print(json.dumps({
             **trip.to_dict(), "ip": vm.ip, "instance_name": vm.instance_name,
-            "server": nova.server(vm.id), "answering_after": answering,
+            "server": server, "answering_after": answering,
         }, default=str))
+        # Only a guest back home and answering is worth keeping.
+        kept = options.keep and answering and server is not None and server["host"] == "hv1"
     finally:
-        nova.delete(vm.id)
-        deadline = time.monotonic() + 120
-        while nova.server(vm.id) is not None and time.monotonic() < deadline:
-            time.sleep(1)
+        if not kept:
+            delete_guest(nova, vm.id)
     return 0
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rally_lm_testbed import (
@@ -103,23 +104,31 @@ def up() -> float:
         hosts.create_host(host)
     log("guest images (tiny, and a whole-disk cloud image)")
     guest = image.build()
-    cloud = cloud_image.build(log=log)
-    ceph_seconds = ceph.up((layout.CONTROLLER, *layout.COMPUTES), log=log)
-    policy.tls_certificates()
-    controller.up(after_keystone=lambda: bootstrap("register"), log=log)
-    for host in layout.COMPUTES:
-        compute.up(host, mode, log=log)
-    network_node.up(log=log)
-    migration_policy = policy.Policy.from_dict(mode.get("policy"))
-    for host in layout.COMPUTES:
-        policy.shape_link(host, migration_policy.link_mbit)
-    log("waiting for both computes and agents")
-    wait_computes()
-    controller.nova_discover_hosts()
-    log(f"  {bootstrap('wait-hypervisors')}")
-    log(f"  {bootstrap('wait-volume-pools')}")
-    log(f"  {bootstrap('flavors')}")
-    log(f"  {bootstrap('images', str(guest.kernel), str(guest.ramdisk), str(guest.root_disk))}")
+    # Building the cloud image (~2 min when it is not cached: package downloads,
+    # dpkg, compression; about one core) overlaps the services' start-up, which
+    # waits on ports and daemons as much as it computes. Nothing needs the image
+    # before its upload; a failed build fails `up` there, after the build ended.
+    with ThreadPoolExecutor(max_workers=1) as builder:
+        cloud_build = builder.submit(cloud_image.build, log=log)
+        ceph_seconds = ceph.up((layout.CONTROLLER, *layout.COMPUTES), log=log)
+        policy.tls_certificates()
+        controller.up(after_keystone=lambda: bootstrap("register"), log=log)
+        for host in layout.COMPUTES:
+            compute.up(host, mode, log=log)
+        network_node.up(log=log)
+        migration_policy = policy.Policy.from_dict(mode.get("policy"))
+        for host in layout.COMPUTES:
+            policy.shape_link(host, migration_policy.link_mbit)
+        log("waiting for both computes and agents")
+        wait_computes()
+        controller.nova_discover_hosts()
+        log(f"  {bootstrap('wait-hypervisors')}")
+        log(f"  {bootstrap('wait-volume-pools')}")
+        log(f"  {bootstrap('flavors')}")
+        log(f"  {bootstrap('images', str(guest.kernel), str(guest.ramdisk), str(guest.root_disk))}")
+        if not cloud_build.done():
+            log("waiting for the cloud image's build")
+        cloud = cloud_build.result()
     log(f"  {bootstrap('cloud-image', str(cloud.path))}")
     log(f"  {bootstrap('network')}")
     log(f"  rally-lm-runs quotas {bootstrap('rally-quotas')}")

@@ -28,7 +28,10 @@ PRESSURE = ("--dirty-rate", "24", "--working-set", "64", "--timeout", "120",
 def policies(testbed_session):
     testbed.up()
     yield
-    testbed.set_mode("local", "off", {}, reset_policy=True)
+    migration_check("--delete-kept")  # were the post-copy test not run
+    # Nova's default policy again, in the mode the next modules start from
+    # (shared storage, no tunnelling): they find it set and restart nothing.
+    testbed.set_mode("shared", "off", {}, reset_policy=True)
 
 
 def run_under(changes: dict, *options: str) -> dict:
@@ -62,7 +65,8 @@ def figures(migration: dict) -> dict:
 
 
 def test_the_shaped_link_holds_migration_traffic_to_its_rate(policies):
-    result = run_under({"link_mbit": LINK_MBIT}, *PRESSURE)
+    # The guest stays for the post-copy test (a policy switch keeps it running).
+    result = run_under({"link_mbit": LINK_MBIT}, *PRESSURE, "--keep")
     out, _back = out_and_back(result)
     # QEMU's own throughput figure, sampled while it copied: the link's rate, not
     # the wire's. Its single readings spike above it (QEMU counts bytes as sent
@@ -81,7 +85,7 @@ def test_the_shaped_link_holds_migration_traffic_to_its_rate(policies):
 
 def test_post_copy_completes_what_pre_copy_could_not(policies):
     result = run_under({"link_mbit": LINK_MBIT, "post_copy": True,
-                        "timeout_action": "force_complete"}, *PRESSURE)
+                        "timeout_action": "force_complete"}, *PRESSURE, "--reuse")
     for migration in out_and_back(result):
         found = figures(migration)
         record("policy_post_copy", found)

@@ -95,13 +95,13 @@ def migration_check(*options: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def captured_migration_check(tmp_path: Path) -> tuple[dict, dict]:
+def captured_migration_check(tmp_path: Path, *options: str) -> tuple[dict, dict]:
     """migration_check with tcpdump on both hosts' and the probe's tenant uplinks."""
     captures = {ns: capture.Capture(ns, "tenant0", tmp_path / f"{ns}.pcap",
                                     "udp port 7 or icmp or rarp")
                 for ns in (*(h.netns for h in layout.COMPUTES), layout.PROBE)}
     try:
-        result = migration_check()
+        result = migration_check(*options)
     finally:
         packets = {ns: c.stop() for ns, c in captures.items()}
     return result, packets
@@ -176,13 +176,44 @@ def check_against_the_wire(result: dict, packets: dict, mode: str) -> None:
                 assert network["stall_ms"] == network["client_downtime_ms"], network
 
 
-@pytest.mark.parametrize("storage, tunnelled", [
-    ("local", "off"), ("shared", "off"), ("shared", "on"), ("local", "on"),
-    ("ceph", "off"), pytest.param("ceph", "on", marks=pytest.mark.sweep),
+#: The storage of a guest the last mode's test left running for the next one.
+KEPT: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_guest_kept_after_the_module(testbed_up):
+    yield
+    forget_the_kept_guest()
+
+
+def forget_the_kept_guest() -> None:
+    if KEPT.pop("storage", None):
+        migration_check("--delete-kept")
+
+
+# The modes in the order that enters each one once: the modules before this one
+# leave the testbed in shared-off; the InfluxDB cell (local-off) runs between
+# the local and the Ceph modes, the volume-backed cell after Ceph's. A mode
+# switch restarts both nova-computes and slows the next migration. The two
+# tunnelling modes of a storage migrate the same guest (a tunnelling switch
+# keeps guests running; booting one takes ~30 s).
+@pytest.mark.parametrize("storage, tunnelled, keep", [
+    ("shared", "off", True), ("shared", "on", False),
+    ("local", "on", True), ("local", "off", False),
 ])
-def test_live_migration_there_and_back(testbed_up, storage, tunnelled, tmp_path):
+def test_live_migration_there_and_back(testbed_up, storage, tunnelled, keep, tmp_path):
+    there_and_back(storage, tunnelled, tmp_path, keep)
+
+
+def there_and_back(storage: str, tunnelled: str, tmp_path: Path, keep: bool = False) -> None:
+    """One guest out and back in this mode, checked against a capture on every uplink."""
+    if KEPT.get("storage") not in (None, storage):
+        forget_the_kept_guest()  # a storage switch needs every guest gone
     testbed.set_mode(storage, tunnelled)
-    result, packets = captured_migration_check(tmp_path)
+    options = ["--keep"] * keep + ["--reuse"] * bool(KEPT.pop("storage", None))
+    result, packets = captured_migration_check(tmp_path, *options)
+    if keep and result["answering_after"] and result["server"]["host"] == "hv1":
+        KEPT["storage"] = storage
     records = result["records"]
     server = result["server"]
     if (storage, tunnelled) == ("local", "on"):
@@ -262,28 +293,6 @@ def assert_passes_its_slas(run: rally_runner.TaskRun, cell: str, round_trips: in
     record(f"rally_{cell}", {"uuid": run.uuid, "html": str(run.html), "json": str(run.json)})
 
 
-# Right after the there-and-back test's Ceph case: no extra storage switch.
-def test_a_volume_backed_cell_passes_on_ceph(testbed_up):
-    """The seed's lesson 3: VMs booted from Cinder volumes (RBD) migrate without a disk copy."""
-    testbed.set_mode("ceph", "off")
-    run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-ceph-volume.yaml", RESULTS)
-    assert run.exit_code == 0, run.log.read_text()[-3000:]
-    rows = migrations_of(run.json)
-    assert [(r["direction"], r["outcome"]) for r in rows] == [("out", "completed"),
-                                                              ("back", "completed")]
-    assert not any(r["disk_copy_seen"] for r in rows)
-    assert "boot_from_volume" in run.html.read_text()
-    # The context's cleanup deleted the servers, and Nova their volumes (asynchronously).
-    deadline = time.monotonic() + 90
-    while (leftovers := testbed.bootstrap("leftovers")).get("volumes") and \
-            time.monotonic() < deadline:
-        time.sleep(3)
-    assert leftovers.get("volumes") is None and leftovers["servers"] == [], leftovers
-    record("rally_testbed-ceph-volume", {
-        "uuid": run.uuid, **{f"{r['direction']}_client_downtime_ms": r["client_downtime_ms"]
-                             for r in rows}})
-
-
 # CI runs the local-off cell through Rally with the InfluxDB export (below), and
 # Ceph through Rally as the study test's cell and the volume-backed cell.
 @pytest.mark.sweep
@@ -337,6 +346,35 @@ def test_metrics_hook_and_migrations_reach_influxdb(testbed_up, tmp_path):
     assert hooks and all(h["status"] == "success" for r in hooks for h in r["results"]), hooks
     record("influx_hook", {"series": len(series), "hosts_seen": {k: sorted(v) for k, v in
                                                                   hosts_seen.items()}})
+
+
+@pytest.mark.parametrize("storage, tunnelled", [
+    pytest.param("ceph", "on", marks=pytest.mark.sweep), ("ceph", "off"),
+])
+def test_live_migration_there_and_back_on_ceph(testbed_up, storage, tunnelled, tmp_path):
+    there_and_back(storage, tunnelled, tmp_path)
+
+
+# Right after the there-and-back test on Ceph: no extra storage switch.
+def test_a_volume_backed_cell_passes_on_ceph(testbed_up):
+    """The seed's lesson 3: VMs booted from Cinder volumes (RBD) migrate without a disk copy."""
+    testbed.set_mode("ceph", "off")
+    run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-ceph-volume.yaml", RESULTS)
+    assert run.exit_code == 0, run.log.read_text()[-3000:]
+    rows = migrations_of(run.json)
+    assert [(r["direction"], r["outcome"]) for r in rows] == [("out", "completed"),
+                                                              ("back", "completed")]
+    assert not any(r["disk_copy_seen"] for r in rows)
+    assert "boot_from_volume" in run.html.read_text()
+    # The context's cleanup deleted the servers, and Nova their volumes (asynchronously).
+    deadline = time.monotonic() + 90
+    while (leftovers := testbed.bootstrap("leftovers")).get("volumes") and \
+            time.monotonic() < deadline:
+        time.sleep(3)
+    assert leftovers.get("volumes") is None and leftovers["servers"] == [], leftovers
+    record("rally_testbed-ceph-volume", {
+        "uuid": run.uuid, **{f"{r['direction']}_client_downtime_ms": r["client_downtime_ms"]
+                             for r in rows}})
 
 
 # The forced-completion fault test fails lm_max_downtime through `rally task sla-check` too.
