@@ -3,7 +3,8 @@
 * A stock-style cloud image (Debian 12, systemd, cloud-init; nothing of
   rally_lm inside): the seed's workload arrives as cloud-config, half fills
   the root filesystem with files and dirties memory; the guest reboots and
-  still answers with its files in place.
+  still answers with its files in place (in the sweep: CI's stock-image
+  boot is the Rally cell's).
 * The same image and workload through the real rally CLI, migrated there and
   back, with the agents' own counters read back from the console log,
   probed through floating IPs and the network node's router, the fixed IPs
@@ -98,6 +99,9 @@ def seed_workload_reboot_check() -> dict:
     return result
 
 
+# The Rally cell below boots the same image with the same workload (disk half
+# filled, memory dirtied) and migrates it in CI; the reboot is a sweep test's.
+@pytest.mark.sweep
 def test_the_seed_workload_leaves_a_stock_images_root_filesystem_intact(shared_testbed):
     result = in_probe_namespace("seed_workload_reboot_check")
     record("stock_image_seed_workload", result)
