@@ -198,8 +198,10 @@ def forget_the_kept_guest() -> None:
 # tunnelling modes of a storage migrate the same guest (a tunnelling switch
 # keeps guests running; booting one takes ~30 s).
 @pytest.mark.parametrize("storage, tunnelled, keep", [
-    ("shared", "off", True), ("shared", "on", False),
-    ("local", "on", True), ("local", "off", False),
+    pytest.param("shared", "off", True, id="shared-off"),
+    pytest.param("shared", "on", False, id="shared-on"),
+    pytest.param("local", "on", True, id="local-on"),
+    pytest.param("local", "off", False, id="local-off"),
 ])
 def test_live_migration_there_and_back(testbed_up, storage, tunnelled, keep, tmp_path):
     there_and_back(storage, tunnelled, tmp_path, keep)
