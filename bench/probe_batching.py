@@ -19,13 +19,12 @@ import argparse
 import ctypes
 import ctypes.util
 import math
-import multiprocessing
 import socket
 import statistics
 import struct
 import time
 
-from probe_overhead import addresses, cpu_seconds, serve
+from probe_overhead import addresses, cpu_seconds, echo_services
 
 from rally_lm.probes import downtime
 
@@ -91,29 +90,9 @@ class BatchedProbe(downtime.DowntimeProbe):
         self._control_view = memoryview(self._in_control).cast("B")
         self._names_view = memoryview(self._in_names).cast("B")
 
-    def _loop(self) -> None:
+    def start(self) -> BatchedProbe:
         self._prepare()
-        next_send, stop_at = time.monotonic(), None
-        while True:
-            now = time.monotonic()
-            if stop_at is None and self._stopping.is_set():
-                stop_at = now + self.reply_timeout
-            if stop_at is not None:
-                if now >= stop_at:
-                    break
-            elif now >= next_send:
-                sent_at = self._send_round()
-                with self._lock:
-                    for timeline in self._timelines:
-                        timeline.sent.append(sent_at)
-                        timeline.received.append(math.nan)
-                next_send += self.interval
-                if now - next_send > self.interval:
-                    next_send = now
-            delay = (stop_at if stop_at is not None else next_send) - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self._receive_batches()
+        return super().start()  # the stock loop, calling the two methods below
 
     def _packet(self, index: int, seq: int) -> bytes:
         payload = downtime._PAYLOAD.pack(downtime._MAGIC, self._token, index, seq)
@@ -126,8 +105,7 @@ class BatchedProbe(downtime.DowntimeProbe):
         return downtime._ICMP_HEADER.pack(downtime._ICMP_ECHO_REQUEST, 0, checksum, ident,
                                           seq & 0xFFFF) + payload
 
-    def _send_round(self) -> float:
-        count = len(self.addresses)
+    def _send_round(self, count: int) -> list[float]:
         for index in range(count):
             packet = self._packet(index, len(self._timelines[index].sent))
             ctypes.memmove(self._out[index], packet, len(packet))
@@ -136,9 +114,9 @@ class BatchedProbe(downtime.DowntimeProbe):
         sent = _libc.sendmmsg(self._sock.fileno(), self._out_vec, count, 0)
         for index in range(max(sent, 0), count):
             self._timelines[index].errors += 1
-        return sent_at
+        return [sent_at] * count
 
-    def _receive_batches(self) -> None:
+    def _receive_all(self) -> None:
         while True:
             count = _libc.recvmmsg(self._sock.fileno(), self._in_vec, _BATCH, _MSG_DONTWAIT,
                                    None)
@@ -186,20 +164,13 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=7008)
     args = parser.parse_args()
     targets = addresses(args.vms)
-    ready, stop = multiprocessing.Event(), multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(targets, args.port, ready, stop))
-    server.start()
-    ready.wait(10)
     results: dict[str, list[dict]] = {"stock": [], "batched": []}
-    try:
+    with echo_services(targets, args.port):
         for _ in range(args.repeats):
             for label, probe_class in (("stock", downtime.DowntimeProbe),
                                        ("batched", BatchedProbe)):
                 results[label].append(measure(probe_class, targets, args.port,
                                               args.interval, args.seconds))
-    finally:
-        stop.set()
-        server.join(10)
     print(f"UDP + ICMP, {args.vms} targets, {1 / args.interval:.0f} Hz each, "
           f"{args.seconds:.0f} s x {args.repeats}")
     print(f"{'probe':<8} {'CPU % of a core (each run)':<28} {'median':>7} {'user':>6} "

@@ -17,9 +17,11 @@ ICMP echo, inside the probe's own send call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import resource
 import time
+from collections.abc import Iterator
 
 from rally_lm.probes.downtime import DowntimeProbe
 from rally_lm.probes.echo_server import EchoServer
@@ -39,6 +41,20 @@ def serve(targets: list[str], port: int, ready, stop) -> None:
         server.stop()
 
 
+@contextlib.contextmanager
+def echo_services(targets: list[str], port: int) -> Iterator[None]:
+    """UDP and TCP echo services on every target address, in a child process."""
+    ready, stop = multiprocessing.Event(), multiprocessing.Event()
+    server = multiprocessing.Process(target=serve, args=(targets, port, ready, stop))
+    server.start()
+    ready.wait(10)
+    try:
+        yield
+    finally:
+        stop.set()
+        server.join(10)
+
+
 def cpu_seconds() -> tuple[float, float]:
     """(user, system) CPU seconds of this process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -54,12 +70,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=7007)
     args = parser.parse_args()
     targets = addresses(args.vms)
-    ready, stop = multiprocessing.Event(), multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(targets, args.port, ready, stop))
-    server.start()
-    ready.wait(10)
     rows = []
-    try:
+    with echo_services(targets, args.port):
         for label, use_icmp, use_tcp in (("UDP", False, False), ("UDP + ICMP", True, False),
                                          ("UDP + ICMP + TCP", True, True)):
             probes = [DowntimeProbe(targets, interval=args.interval, protocol="udp",
@@ -90,9 +102,6 @@ def main() -> int:
             rows.append((label, (user + system) / wall * 100, user / wall * 100,
                          system / wall * 100, rate, tcp_rate, lost,
                          sum(s.bytes_lost for s in streams)))
-    finally:
-        stop.set()
-        server.join(10)
     print(f"{args.vms} targets, {1 / args.interval:.0f} Hz each, {args.seconds:.0f} s per row")
     print(f"{'probing':<18} {'CPU % of a core':>16} {'user':>6} {'system':>7} "
           f"{'req/s per target':>17} {'TCP B/s per target':>19} {'outages':>8} "

@@ -265,7 +265,7 @@ class DowntimeProbe:
                 if now >= stop_at:
                     break
             elif now >= next_send:
-                sent = [self._send(index) for index in range(count)]
+                sent = self._send_round(count)
                 with self._lock:
                     for timeline, sent_at in zip(self._timelines, sent, strict=True):
                         timeline.sent.append(sent_at)
@@ -281,6 +281,10 @@ class DowntimeProbe:
             if delay > 0:
                 time.sleep(delay)
             self._receive_all()
+
+    def _send_round(self, count: int) -> list[float]:
+        """Send every target its next request; when each was sent."""
+        return [self._send(index) for index in range(count)]
 
     def _send(self, index: int) -> float:
         """Send target ``index`` its next request; when it was sent (recorded by the caller)."""
