@@ -54,6 +54,8 @@ BAD_INPUTS = [
      "'vdb' does not match", "syntax"),
     ("dirty-rate-negative", {"dirty_rate_mib": -1}, "-1 is less than the minimum of 0",
      "syntax"),
+    ("dirty-rate-list-negative", {"vm_count": 2, "dirty_rate_mib": [4, -1]},
+     "On instance[1]:\n    -1", "syntax"),
     # the runner and the SLAs
     ("round-trips-zero", {"round_trips": 0}, "0 is less than the minimum of 1", "syntax"),
     ("sla-downtime-zero", {"sla_max_downtime_ms": 0}, "lm_max_downtime", "syntax"),
@@ -84,6 +86,9 @@ BAD_INPUTS = [
      "agent.dirty_working_set_mib=1024 does not fit flavor", "semantic"),
     ("dirty-rate-without-working-set", {"dirty_working_set_mib": 0, "dirty_rate_mib": 4},
      "give the dirtier a working set", "semantic"),
+    ("dirty-rates-not-one-per-vm", {"vm_count": 2, "dirty_rate_mib": [4, 16, 48],
+                                    "dirty_working_set_mib": 32},
+     "agent.dirty_rate_mib lists 3 rates for 2 VMs", "semantic"),
 ]
 
 #: Values that are valid although "falsy": they must reach the task unchanged.

@@ -132,9 +132,12 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="study", help="output directory (default ./study)")
     parser.add_argument("--matrix", choices=["seed", "policies"], default="seed",
                         help="seed: storage x tunnelling x flavor; policies: each "
-                             "task_templates/args/policy-*.yaml x dirty rates 2, 8, 24 MiB/s "
-                             "over an 80 Mbit/s migration link (testbed only)")
-    parser.add_argument("--vms", type=int, help="VMs per cell (the seed: 6; policies: 1)")
+                             "task_templates/args/policy-*.yaml as one task, its VMs "
+                             "dirtying memory below, near and above the shaped migration "
+                             "link (testbed only)")
+    parser.add_argument("--vms", type=int,
+                        help="VMs per cell (the seed: 6; a policy's are its args file's, one "
+                             "per dirty rate)")
     parser.add_argument("--round-trips", type=int,
                         help="round trips per cell (the seed: 20; default 2 for the seed's "
                              "matrix, which fits the testbed's 45-minute budget; 1 for the "

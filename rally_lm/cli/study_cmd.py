@@ -46,10 +46,10 @@ def apply_scale_defaults(args: argparse.Namespace, policies: bool) -> None:
     """VMs and round trips per cell, where the user gave none.
 
     The seed's matrix: its 6 VMs, 2 round trips (45 minutes on the testbed).
-    The policy sweep: 1 VM, 1 round trip - its 15 cells fit 30 minutes.
+    The policy sweep: each policy's own VMs (one per dirty rate), 1 round trip.
     """
-    if args.vms is None:
-        args.vms = 1 if policies else 6
+    if args.vms is None and not policies:
+        args.vms = 6
     if args.round_trips is None:
         args.round_trips = 1 if policies else 2
 
@@ -59,9 +59,8 @@ def cell_args(base: dict, cell: matrix.StudyCell, vms: int, round_trips: int,
               probing: dict | None = None) -> dict:
     """The task arguments of one cell (the base's hosts, image, network, probes...)."""
     if cell.policy:
-        # The policy's own args file is the base; the sweep sets the dirty rate.
-        return {**yaml.safe_load(cell.args_file.read_text()), "vm_count": vms,
-                "round_trips": round_trips, "dirty_rate_mib": cell.dirty_rate_mib}
+        # The policy's own args file is the task: its VMs, their dirty rates.
+        return {**yaml.safe_load(cell.args_file.read_text()), "round_trips": round_trips}
     args = {**base, **(probing or {}), "storage": cell.label_storage,
             "tunnelling": cell.tunnelling, "vm_count": vms, "round_trips": round_trips,
             "flavor": matrix.scaled_flavor(cell.flavor) if testbed else flavors[cell.flavor]}
@@ -175,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
               "nova.conf and run task_templates/args/policy-*.yaml-like tasks one by one",
               file=sys.stderr)
         return 2
+    if policies and args.vms is not None:
+        print("rally-lm study: --vms does not apply to --matrix policies: each policy's args "
+              "file boots one VM per dirty rate (vm_count, dirty_rate_mib)", file=sys.stderr)
+        return 2
     apply_scale_defaults(args, policies)
     cells = matrix.policy_matrix() if policies else \
         matrix.seed_matrix(volume_cell=not args.no_volume_cell)
@@ -206,8 +209,9 @@ def run(args: argparse.Namespace) -> int:
     todo = [c for c in cells if not state.done(c.name)]
     progress = Progress(sum(matrix.planned_migrations(c, args.vms, args.round_trips)
                             for c in todo))
+    vms = "the policy's VMs" if policies else f"{args.vms} VMs"
     print(f"rally-lm study: {len(cells)} cells, {len(cells) - len(todo)} already done; "
-          f"{args.vms} VMs x {args.round_trips} round trips each; out: {out}")
+          f"{vms} x {args.round_trips} round trips each; out: {out}")
     try:
         for index, cell in enumerate(cells, 1):
             if state.done(cell.name):
@@ -305,8 +309,12 @@ def policy_sweep_note(args_dir: Path = matrix.ARGS_DIR) -> str:
     ramps = {(a.max_downtime_ms, a.downtime_steps, a.downtime_delay) for a in applied}
     ramp = "; ".join(f"up to {most:g} ms in {steps} steps {2 * delay:g} s apart"
                      for most, steps, delay in sorted(ramps))
-    return (f"Policy sweep on the testbed: one VM ({one('flavor')}) dirtying a "
-            f"{one('dirty_working_set_mib')} MiB working set at the cell's rate, migrated over "
+    rates = sorted({f"{r:g}" for p in policies.values() for r in
+                    (p["dirty_rate_mib"] if isinstance(p["dirty_rate_mib"], list)
+                     else [p["dirty_rate_mib"]])}, key=float)
+    return (f"Policy sweep on the testbed: one task per policy, one VM ({one('flavor')}) per "
+            f"dirty rate ({', '.join(rates)} MiB/s over a {one('dirty_working_set_mib')} MiB "
+            f"working set), migrated one at a time over "
             f"a link shaped to {one('link_mbit')} Mbit/s for migration traffic only (tc htb + "
             f"tbf). Nova's completion timeout per policy: {timeouts}; its allowed downtime "
             f"{ramp} (Nova counts at least 2 GiB). QEMU under software emulation.")

@@ -86,8 +86,47 @@ def load(paths: list[Path]) -> list[Cell]:
             for subtask in task["subtasks"]:
                 for workload in subtask["workloads"]:
                     if "LiveMigration.evacuate_host" in workload["scenario"]:
-                        cells.append(_cell(task["uuid"], workload))
+                        cells += split_by_dirty_rate(_cell(task["uuid"], workload),
+                                                     _per_vm_rates(workload))
     return cells
+
+
+def _per_vm_rates(workload: dict) -> list[float] | None:
+    """The dirty rate lm_workload gave each VM, when it gave them a list."""
+    contexts = workload.get("contexts") or {}
+    workload_context = contexts.get("lm_workload") or contexts.get("lm_workload@openstack") or {}
+    rates = (workload_context.get("agent") or {}).get("dirty_rate_mib")
+    return list(rates) if isinstance(rates, (list, tuple)) else None
+
+
+def _vm_index(name: str) -> int | None:
+    """The boot index in lm_workload's VM names (``rally-lm-<task>-vm<index>``)."""
+    suffix = name.rsplit("-vm", 1)[-1] if "-vm" in name else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
+def split_by_dirty_rate(cell: Cell, rates: list[float] | None) -> list[Cell]:
+    """One cell per dirty rate when the task's VMs dirtied memory at different rates.
+
+    Each gets its VMs' migrations and TCP rows and the rate as its
+    ``dirty_rate_mib`` label. The drains moved every VM of the task, so their
+    time (the evacuation columns, the time budget) belongs to no single rate
+    and the split cells carry none. A VM whose name gives no boot index keeps
+    the task whole: better unsplit than mislabelled.
+    """
+    if not rates or len(set(rates)) < 2:
+        return [cell]
+    indices = {m["vm"]: _vm_index(m["vm"]) for m in cell.migrations}
+    if any(i is None or i >= len(rates) for i in indices.values()):
+        return [cell]
+    split = []
+    for rate in sorted(set(rates)):
+        vms = {vm for vm, i in indices.items() if rates[i] == rate}
+        split.append(dataclasses.replace(
+            cell, migrations=[m for m in cell.migrations if m["vm"] in vms], drains=[],
+            per_vm_tcp=[r for r in cell.per_vm_tcp if r.get("vm") in vms],
+            labels={**cell.labels, "dirty_rate_mib": f"{rate:g}"}))
+    return split
 
 
 def _drains(iteration: dict) -> list[dict[str, Any]]:

@@ -12,8 +12,9 @@ volume          the seed's lesson 3: one extra cell boots its VMs from Cinder
 ==============  ==============================================================
 
 The policy sweep (``--matrix policies``, testbed only) runs each migration
-policy of ``task_templates/args/policy-*.yaml`` over a link shaped for
-migration traffic, with guests dirtying memory below, near and above it.
+policy of ``task_templates/args/policy-*.yaml`` as one task over a link
+shaped for migration traffic, its VMs dirtying memory below, near and above
+that link's rate (one rate per VM, from the args file).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from pathlib import Path
+
+import yaml
 
 ARGS_DIR = Path(__file__).resolve().parents[2] / "task_templates" / "args"
 
@@ -32,9 +35,6 @@ SEED_FLAVORS = {"small": (2, 4096, 40), "medium": (4, 8192, 80), "large": (8, 16
 #: How the testbed scales them to one 2-core machine: RAM / 16, disk / 40,
 #: vCPUs / 4 (at least 1) - flavors lm.<size>.scaled-16.
 SCALE = {"ram": 16, "disk": 40, "vcpus": 4}
-#: The policy sweep's dirty rates, MiB/s: below, near and above its 160 Mbit/s
-#: (19 MiB/s) link.
-POLICY_DIRTY_RATES = (4, 16, 48)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,15 +43,14 @@ class StudyCell:
     tunnelling: str
     flavor: str
     volume: bool = False
-    #: Policy sweep cells: the policy (its args file policy-<name>.yaml) and
-    #: the guests' dirty rate.
+    #: Policy sweep cells: the policy (its args file policy-<name>.yaml, which
+    #: also says how many VMs, one per dirty rate).
     policy: str = ""
-    dirty_rate_mib: float = 0
 
     @property
     def name(self) -> str:
         if self.policy:
-            return f"{self.policy}-dirty{self.dirty_rate_mib:g}"
+            return self.policy
         return f"{self.storage}-{self.tunnelling}-{self.flavor}" + ("-volume" if self.volume
                                                                      else "")
 
@@ -80,8 +79,7 @@ def policy_names(args_dir: Path = ARGS_DIR) -> list[str]:
 
 
 def policy_matrix(storage: str = "ceph", tunnelling: str = "off") -> list[StudyCell]:
-    return [StudyCell(storage, tunnelling, "small", policy=policy, dirty_rate_mib=rate)
-            for policy in policy_names() for rate in POLICY_DIRTY_RATES]
+    return [StudyCell(storage, tunnelling, "small", policy=policy) for policy in policy_names()]
 
 
 def scaled_flavor(flavor: str) -> str:
@@ -96,5 +94,8 @@ def select(cells: list[StudyCell], patterns: list[str] | None) -> list[StudyCell
                                     for p in patterns)]
 
 
-def planned_migrations(cell: StudyCell, vms: int, round_trips: int) -> int:
+def planned_migrations(cell: StudyCell, vms: int | None, round_trips: int) -> int:
+    """Migrations a cell plans: its VMs (a policy's from its args file) both ways."""
+    if cell.policy:
+        vms = int(yaml.safe_load(cell.args_file.read_text())["vm_count"])
     return vms * round_trips * 2

@@ -13,6 +13,7 @@ from rally.common import validation
 from rally_lm.clients import hosts
 from rally_lm.clients.nova import MICROVERSION, MIN_MICROVERSION, NovaAdapter, NovaError
 from rally_lm.export.influx import ExportConfigError, InfluxSettings
+from rally_lm.task.contexts.nova.lm_workload import LiveMigrationWorkload, dirty_rates
 
 #: A dirtier's working set may use at most this share of the guest's RAM
 #: (the guest's own kernel and services need the rest).
@@ -119,6 +120,12 @@ class WorkloadResourcesValidator(validation.Validator):
         workload = _workload_config(config)
         if not workload:
             self.fail("the scenario needs the 'lm_workload' context (the VMs to migrate)")
+        try:
+            dirty_rates({**LiveMigrationWorkload.DEFAULT_CONFIG["agent"],
+                         **workload.get("agent", {})},
+                        workload.get("count", LiveMigrationWorkload.DEFAULT_CONFIG["count"]))
+        except ValueError as exc:
+            self.fail(str(exc))
         source = config.get("args", {}).get("source_host")
         if source and workload.get("source_host") != source:
             self.fail(f"the scenario's source_host is {source!r} but the lm_workload context "
@@ -204,7 +211,8 @@ class WorkloadResourcesValidator(validation.Validator):
             self.fail(f"agent.dirty_working_set_mib={working_set} does not fit flavor "
                       f"{flavor_name!r} ({ram} MiB RAM): at most "
                       f"{int(ram * MAX_WORKING_SET_SHARE)} MiB, the guest needs the rest")
-        if agent.get("dirty_rate_mib", 0) and not working_set:
+        rate = agent.get("dirty_rate_mib", 0)
+        if any(rate if isinstance(rate, (list, tuple)) else [rate]) and not working_set:
             self.fail("agent.dirty_rate_mib is set but agent.dirty_working_set_mib is 0: "
                       "give the dirtier a working set to write over")
 

@@ -74,6 +74,14 @@ def test_every_args_file_renders_a_valid_task(args_file):
     assert set(workload["sla"]) >= {"lm_success_rate", "lm_max_downtime", "lm_tcp_continuity"}
 
 
+@pytest.mark.parametrize("rate, label", [([4, 16, 48], "4,16,48"), (8, "8"), (2.5, "2.5")])
+def test_a_policy_task_labels_its_dirty_rates_and_gives_them_to_the_vms(rate, label):
+    args = yaml.safe_load((ROOT / "task_templates" / "args" / "policy-pre-copy.yaml").read_text())
+    workload = workload_of(render(**{**args, "dirty_rate_mib": rate}))
+    assert workload["args"]["labels"]["dirty_rate_mib"] == label
+    assert workload["contexts"]["lm_workload"]["agent"]["dirty_rate_mib"] == rate
+
+
 def test_only_the_hosts_are_needed():
     assert syntax_errors(render(source_host="hv1", target_host="hv2")) == ""
 

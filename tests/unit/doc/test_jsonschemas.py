@@ -25,6 +25,15 @@ def problems_of(name, schema):
     kind = schema.get("type")
     if "enum" in schema and kind is None:
         return problems
+    cases = "anyOf" if "anyOf" in schema else "oneOf" if "oneOf" in schema else None
+    if cases and kind is None:
+        # As Rally's checker: each case described, and valid merged into its parent.
+        for number, case in enumerate(schema[cases]):
+            if "description" not in case and "$ref" not in case:
+                problems.append(f"{name}: case {number} of {cases} has no description")
+            merged = {k: v for k, v in schema.items() if k != cases}
+            problems += problems_of(f"{name}[{cases} {number}]", {**merged, **case})
+        return problems
     if kind == "object":
         if set(schema) - OBJECT_KEYS:
             problems.append(f"{name}: unexpected keys {sorted(set(schema) - OBJECT_KEYS)}")
@@ -74,7 +83,11 @@ def test_the_checker_finds_what_rally_would_refuse():
         "name": {"type": "string", "minLength": 1, "description": "x"},
         "size": {"type": "integer"},
         "loose": {"type": "object", "description": "y"}}}
+    bad["properties"]["either"] = {"description": "z", "anyOf": [
+        {"type": "number", "description": "one"}, {"type": "array", "minLength": 1}]}
     found = problems_of("demo", bad)
+    assert any("demo.either: case 1 of anyOf has no description" in p for p in found)
+    assert any("demo.either[anyOf 1]: arrays must describe their items" in p for p in found)
     assert any("minLength" in p for p in found)
     assert any("demo.size: no description" in p for p in found)
     assert any("demo.loose: objects must say additionalProperties" in p for p in found)

@@ -206,3 +206,44 @@ def test_a_cell_without_timed_migrations_has_no_budget():
                        failed_iterations=0, sla=[])
     assert cells.time_budget(empty) == dict.fromkeys(
         ("drains_s", "migrations_s", "libvirt_s", "nova_s", "tool_s", "tool_share"))
+
+
+def with_rates(path: Path, rates, tmp_path: Path) -> Path:
+    """The fixture as if lm_workload had given its VMs these dirty rates."""
+    data = json.loads(path.read_text())
+    workload = data["tasks"][0]["subtasks"][0]["workloads"][0]
+    workload["contexts"]["lm_workload"]["agent"]["dirty_rate_mib"] = rates
+    out = tmp_path / path.name
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_a_task_whose_vms_dirty_at_different_rates_is_one_cell_per_rate(tmp_path):
+    path = FIXTURES[0]
+    (whole,) = cells.load([path])
+    low, high = cells.load([with_rates(path, [16, 4], tmp_path)])
+    assert (low.labels["dirty_rate_mib"], high.labels["dirty_rate_mib"]) == ("4", "16")
+    assert low.name.endswith("dirtying 4 MiB/s") and high.labels["storage"] == whole.storage
+    # vm1 was given 4 MiB/s, vm0 16: every migration lands in its VM's cell, once.
+    assert {m["vm"][-3:] for m in low.migrations} == {"vm1"}
+    assert {m["vm"][-3:] for m in high.migrations} == {"vm0"}
+    assert len(low.migrations) + len(high.migrations) == len(whole.migrations)
+    assert {r["vm"][-3:] for r in low.per_vm_tcp} == {"vm1"}
+    # A drain moved both VMs: its time belongs to neither rate.
+    assert whole.drains and low.drains == [] == high.drains
+    assert cells.figures(low)["evacuation_out_s"]["count"] == 0
+    assert cells.time_budget(low)["tool_s"] is None
+
+
+@pytest.mark.parametrize("rates", [[8, 8], 8])
+def test_one_rate_for_every_vm_keeps_the_task_one_cell(tmp_path, rates):
+    (cell,) = cells.load([with_rates(FIXTURES[0], rates, tmp_path)])
+    assert cell.drains
+
+
+def test_vms_not_named_by_lm_workload_keep_the_task_whole():
+    (cell,) = cells.load([FIXTURES[0]])
+    renamed = [{**m, "vm": "my-own-vm"} for m in cell.migrations]
+    kept = cells.split_by_dirty_rate(cells.dataclasses.replace(cell, migrations=renamed),
+                                     [4, 16])
+    assert len(kept) == 1 and kept[0].drains == cell.drains

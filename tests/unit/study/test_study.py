@@ -133,20 +133,22 @@ def test_a_cloud_study_runs_only_the_clouds_own_cells(tmp_path, monkeypatch):
     assert written is None  # run_cell was replaced: nothing written by the fake
 
 
-def test_the_policy_sweep_is_every_policy_file_at_three_dirty_rates():
+def test_the_policy_sweep_is_one_task_per_policy_file_with_a_vm_per_dirty_rate():
     cells = matrix.policy_matrix()
     policies = matrix.policy_names()
     assert {"pre-copy", "auto-converge", "post-copy", "pause-to-complete",
             "pre-copy-tls"} <= set(policies)
-    assert len(cells) == 3 * len(policies)
-    assert {c.dirty_rate_mib for c in cells} == set(matrix.POLICY_DIRTY_RATES)
-    assert all(c.args_file.exists() for c in cells)
-    assert matrix.StudyCell("ceph", "off", "small", policy="post-copy",
-                            dirty_rate_mib=8).name == "post-copy-dirty8"
+    assert [c.name for c in cells] == policies
+    for cell in cells:
+        own = yaml.safe_load(cell.args_file.read_text())
+        # Below, near and above the link, one VM each: the same for every policy.
+        assert own["dirty_rate_mib"] == [4, 16, 48] and own["vm_count"] == 3, cell
+        assert matrix.planned_migrations(cell, None, 1) == 6
 
 
 @pytest.mark.parametrize("policies, given, expected", [
-    (True, (None, None), (1, 1)), (False, (None, None), (6, 2)), (True, (3, 4), (3, 4)),
+    (True, (None, None), (None, 1)), (False, (None, None), (6, 2)), (False, (3, 4), (3, 4)),
+    (True, (None, 4), (None, 4)),
 ])
 def test_scale_defaults_depend_on_the_matrix(policies, given, expected):
     args = argparse.Namespace(vms=given[0], round_trips=given[1])
@@ -154,14 +156,25 @@ def test_scale_defaults_depend_on_the_matrix(policies, given, expected):
     assert (args.vms, args.round_trips) == expected
 
 
-def test_a_policy_cell_takes_its_policy_file_and_sets_the_rate():
-    cell = matrix.StudyCell("ceph", "off", "small", policy="auto-converge", dirty_rate_mib=8)
-    args = study_cmd.cell_args({"ignored": True}, cell, vms=1, round_trips=2, testbed=True,
+def test_a_policy_cell_is_its_policy_file_with_the_studys_round_trips():
+    cell = matrix.StudyCell("ceph", "off", "small", policy="auto-converge")
+    args = study_cmd.cell_args({"ignored": True}, cell, vms=None, round_trips=2, testbed=True,
                                flavors={})
     own = yaml.safe_load(cell.args_file.read_text())
-    assert args == {**own, "vm_count": 1, "round_trips": 2, "dirty_rate_mib": 8}
+    assert args == {**own, "round_trips": 2}
     assert args["testbed_policy"]["auto_converge"] is True
     assert args["policy"] == "auto-converge" and "ignored" not in args
+
+
+def test_the_policy_sweep_refuses_vms_before_anything_runs(tmp_path, capsys, monkeypatch):
+    from rally_lm_testbed import netns
+
+    monkeypatch.setattr(netns, "require_root", lambda _why: None)
+    args = argparse.Namespace(out=str(tmp_path / "out"), cloud=None, vms=2,
+                              matrix="policies", round_trips=1, cells=None)
+    assert study_cmd.run(args) == 2
+    assert "one VM per dirty rate" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_cloud_cannot_run_the_policy_sweep(tmp_path, capsys):
@@ -244,18 +257,20 @@ def test_a_study_that_changed_nothing_restarts_nothing():
 
 
 def test_the_policy_sweeps_note_is_read_from_its_args_files(tmp_path):
-    def policy(name, timeout, **testbed):
+    def policy(name, timeout, rates=(4, 16, 48), **testbed):
         (tmp_path / f"policy-{name}.yaml").write_text(yaml.safe_dump({
             "flavor": "lm.small.scaled-16", "dirty_working_set_mib": 64, "link_mbit": 160,
-            "nova_completion_timeout": timeout, "testbed_policy": testbed}))
+            "dirty_rate_mib": list(rates), "nova_completion_timeout": timeout,
+            "testbed_policy": testbed}))
     policy("slow", 64, downtime_delay=3)
-    policy("fast", 32, downtime_delay=3)
+    policy("fast", 32, rates=(2, 16), downtime_delay=3)
     assert study_cmd.policy_sweep_note(tmp_path) == (
-        "Policy sweep on the testbed: one VM (lm.small.scaled-16) dirtying a 64 MiB working "
-        "set at the cell's rate, migrated over a link shaped to 160 Mbit/s for migration "
-        "traffic only (tc htb + tbf). Nova's completion timeout per policy: fast 32 s/GiB, "
-        "i.e. 64 s; slow 64 s/GiB, i.e. 128 s; its allowed downtime up to 500 ms in 10 steps "
-        "6 s apart (Nova counts at least 2 GiB). QEMU under software emulation.")
+        "Policy sweep on the testbed: one task per policy, one VM (lm.small.scaled-16) per "
+        "dirty rate (2, 4, 16, 48 MiB/s over a 64 MiB working set), migrated one at a time "
+        "over a link shaped to 160 Mbit/s for migration traffic only (tc htb + tbf). Nova's "
+        "completion timeout per policy: fast 32 s/GiB, i.e. 64 s; slow 64 s/GiB, i.e. 128 s; "
+        "its allowed downtime up to 500 ms in 10 steps 6 s apart (Nova counts at least "
+        "2 GiB). QEMU under software emulation.")
     # Nova's own defaults where the testbed policy does not set them.
     policy("fast", 32)
     assert "its allowed downtime up to 500 ms in 10 steps 6 s apart; up to 500 ms in 10 " \

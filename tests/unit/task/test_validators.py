@@ -170,6 +170,25 @@ def test_a_flavor_the_task_would_create_and_delete_must_not_exist_yet(nova):
         check_resources(nova, WORKLOAD, flavors=[{"name": "lm.small", "ram": 256}])
 
 
+@pytest.mark.parametrize("count, rates, message", [
+    (2, [4, 16, 48], "lists 3 rates for 2 VMs"),
+    (None, [4, 16], "lists 2 rates for 6 VMs"),  # lm_workload boots 6 unless told
+    (2, [0, 8], "agent.dirty_rate_mib is set but agent.dirty_working_set_mib is 0"),
+])
+def test_per_vm_dirty_rates_must_be_one_per_vm_and_have_a_working_set(nova, count, rates,
+                                                                       message):
+    workload = {**WORKLOAD, "agent": {"dirty_rate_mib": rates}}
+    if count is not None:
+        workload["count"] = count
+    with pytest.raises(validation.ValidationError, match=message):
+        check_resources(nova, workload)
+
+
+def test_one_rate_per_vm_passes(nova):
+    check_resources(nova, {**WORKLOAD, "count": 2,
+                           "agent": {"dirty_rate_mib": [0, 8], "dirty_working_set_mib": 32}})
+
+
 def test_scenario_without_the_workload_context_is_rejected(nova):
     with pytest.raises(validation.ValidationError, match="needs the 'lm_workload' context"):
         check_resources(nova, None)

@@ -33,6 +33,22 @@ def agent_argv(agent: dict) -> list[str]:
     return argv
 
 
+def dirty_rates(agent: dict, count: int) -> list[float]:
+    """Each VM's dirty rate, MiB/s, in boot order.
+
+    ``agent.dirty_rate_mib`` is one rate for every VM or a list of one per VM
+    (a host's guests rarely all dirty memory alike; the policy sweep puts one
+    VM below, near and above the migration link's rate in one task).
+    """
+    rate = agent["dirty_rate_mib"]
+    if not isinstance(rate, (list, tuple)):  # Rally's frozen config holds tuples
+        return [rate] * count
+    if len(rate) != count:
+        raise ValueError(f"agent.dirty_rate_mib lists {len(rate)} rates for {count} VMs: give "
+                         "one rate per VM, or a single rate for all of them")
+    return list(rate)
+
+
 def probe_source_prefix(cidr: str) -> str:
     """This host's address on the route towards a subnet, as a one-address prefix."""
     network = ipaddress.ip_network(cidr, strict=False)
@@ -58,6 +74,7 @@ def _says_ready(console: Callable[[str], str], server_id: str) -> bool:
 
 
 NAME = {"type": "string", "pattern": r"^\S.*$"}
+RATE = {"type": "number", "minimum": 0, "maximum": 10240}
 
 
 @context.configure(name="lm_workload", platform="openstack", order=500)
@@ -121,8 +138,13 @@ class LiveMigrationWorkload(context.Context):
                                       "description": "TCP echo port (the TCP stream)."},
                     "udp_echo_port": {"type": "integer", "minimum": 1, "maximum": 65535,
                                       "description": "UDP echo port (the downtime probe)."},
-                    "dirty_rate_mib": {"type": "number", "minimum": 0, "maximum": 10240,
-                                       "description": "Memory the guest rewrites, MiB/s."},
+                    "dirty_rate_mib": {
+                        "anyOf": [{**RATE, "description": "One rate for every VM."},
+                                  {"type": "array", "items": RATE, "minItems": 1,
+                                   "maxItems": 100,
+                                   "description": "One rate per VM, in boot order (as many "
+                                                  "as count)."}],
+                        "description": "Memory the guest rewrites, MiB/s."},
                     "dirty_working_set_mib": {"type": "integer", "minimum": 0,
                                               "maximum": 1048576,
                                               "description": "Memory the dirtier writes over, "
@@ -153,6 +175,7 @@ class LiveMigrationWorkload(context.Context):
     def setup(self) -> None:
         cfg = self.config
         agent = {**self.DEFAULT_CONFIG["agent"], **cfg.get("agent", {})}
+        rates = dirty_rates(agent, cfg["count"])  # refused before anything is created
         clients = self._clients()
         nova = NovaAdapter(clients.nova(version=MICROVERSION))
         flavor = nova.find_flavor(cfg["flavor"])
@@ -176,13 +199,15 @@ class LiveMigrationWorkload(context.Context):
                 group = self._probe_security_group(clients, prefix, agent, source)
                 self.context["lm_workload"]["security_group"] = group
                 groups = [group]
-            for index in range(cfg["count"]):
+            for index, rate in enumerate(rates):
                 volume = max(cfg.get("volume_size_gb") or flavor.get("disk") or 1, 1) \
                     if cfg.get("boot_from_volume") else None
                 server_id = nova.boot(f"{prefix}-vm{index}", image, flavor["id"],
-                                      cfg["source_host"], network, agent_user_data(agent),
+                                      cfg["source_host"], network,
+                                      agent_user_data({**agent, "dirty_rate_mib": rate}),
                                       security_groups=groups, volume_size_gb=volume)
-                servers.append({"id": server_id, "name": f"{prefix}-vm{index}"})
+                servers.append({"id": server_id, "name": f"{prefix}-vm{index}",
+                                "dirty_rate_mib": rate})
             self._wait_active(nova, servers, cfg["boot_timeout"])
             if floating:
                 self._attach_floating_ips(clients, servers, floating,

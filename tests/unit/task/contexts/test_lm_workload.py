@@ -212,3 +212,36 @@ def test_agents_that_never_answer_are_named_with_the_likelier_cause(monkeypatch,
     names = ", ".join(s["name"] for s in servers if s["ip"] in silent)
     assert str(caught.value) == (f"workload agent of {names} did not answer UDP echo on port 7 "
                                  f"within 300s: {hint}")
+
+
+def run_agent_of(booted: dict) -> str:
+    files = {f["path"]: f for f in yaml.safe_load(booted["userdata"])["write_files"]}
+    return files["/usr/local/lib/rally-lm/run-agent"]["content"]
+
+
+def test_each_vm_dirties_at_its_own_rate_when_given_a_list(stubs):
+    context, _neutron = make_context(False)
+    context["config"]["lm_workload"]["agent"]["dirty_rate_mib"] = [0, 16]
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    ctx.setup()
+    assert "--dirty" not in run_agent_of(stubs.booted[0])  # a rate of 0 dirties nothing
+    assert "--dirty-mib 32 --dirty-rate 16" in run_agent_of(stubs.booted[1])
+    assert [s["dirty_rate_mib"] for s in context["lm_workload"]["servers"]] == [0, 16]
+
+
+@pytest.mark.parametrize("rates", [[4], [4, 16, 48]])
+def test_a_rate_list_not_one_per_vm_is_refused_before_anything_is_created(stubs, rates):
+    context, neutron = make_context(True)
+    context["config"]["lm_workload"]["agent"]["dirty_rate_mib"] = rates
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    with pytest.raises(ValueError, match=f"lists {len(rates)} rates for 2 VMs"):
+        ctx.setup()
+    assert stubs.booted == []
+    neutron.create_security_group.assert_not_called()
+
+
+@pytest.mark.parametrize("rate, count, expected", [
+    (8, 3, [8, 8, 8]), ([1, 2.5], 2, [1, 2.5]), (0, 1, [0]),
+])
+def test_dirty_rates_per_vm(rate, count, expected):
+    assert lm_workload.dirty_rates({"dirty_rate_mib": rate}, count) == expected
