@@ -173,14 +173,17 @@ def dirty_memory(mib, rate_mib, status):
     tick = 0.01
     per_tick = max(1, int(rate_mib * MIB / PAGE * tick))
     say("rally-lm-agent: dirtying %d MiB at %.1f MiB/s" % (mib, rate_mib))
-    page, stamp, next_tick = 0, 0, time.monotonic()
+    # The byte written is the pass number: every pass changes every page's
+    # content, which QEMU's dirty-rate sampling (page hashes) needs to see it.
+    page, passes, next_tick = 0, 1, time.monotonic()
     while True:
-        stamp = (stamp + 1) % 256
         left = per_tick
         while left:
             count = min(left, pages - page)
-            memory[page * PAGE:(page + count) * PAGE:PAGE] = bytes([stamp]) * count
-            page = (page + count) % pages
+            memory[page * PAGE:(page + count) * PAGE:PAGE] = bytes([passes % 256]) * count
+            page += count
+            if page == pages:
+                page, passes = 0, passes + 1
             left -= count
         status.add("dirtied_mib", per_tick * PAGE / MIB)
         next_tick += tick

@@ -96,7 +96,11 @@ static int listen_on(int type, int port)
 }
 
 /* Writes one byte per page over the working set at the requested rate, so
- * every page is dirtied again and again: what pre-copy must keep resending. */
+ * every page is dirtied again and again: what pre-copy must keep resending.
+ * The byte is the pass number, so every pass changes every page's content:
+ * QEMU's dirty-rate sampling (virsh domdirtyrate-calc) compares page hashes,
+ * and a byte that came back the same each pass (a per-write counter over a
+ * working set of whole MiB, 256 pages each) read as a clean guest. */
 static void dirty_memory(long mib, double rate_mib)
 {
     size_t size = (size_t)mib << 20, pages = size / PAGE, page = 0;
@@ -111,15 +115,17 @@ static void dirty_memory(long mib, double rate_mib)
     status->memory_state = 1;
     const double tick = 0.01;
     size_t per_tick = (size_t)(rate_mib * 256.0 * tick) + 1; /* 256 pages per MiB */
-    unsigned char stamp = 0;
+    unsigned long pass = 1;
     double next = now();
     printf("rally-lm-agent: dirtying %ld MiB at %.1f MiB/s\n", mib, rate_mib);
     fflush(stdout);
     for (;;) {
         for (size_t i = 0; i < per_tick; i++) {
-            mem[page * PAGE] = ++stamp;
-            if (++page == pages)
+            mem[page * PAGE] = (unsigned char)pass;
+            if (++page == pages) {
                 page = 0;
+                pass++;
+            }
         }
         status->dirtied_mib += (double)per_tick * PAGE / MIB;
         next += tick;
