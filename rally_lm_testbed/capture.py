@@ -209,6 +209,19 @@ class WireView:
     #: above belong to it; a stall elsewhere in the window can outlast it.
     switchover_start: float | None = None
     switchover_end: float | None = None
+    #: The tool's "path back" computed from the capture: the first request,
+    #: from the first one to reach the destination on, after which every
+    #: request of the switchover was answered (a reply reached the probe's
+    #: interface), as it left the probe. Later than the first request at the
+    #: destination when requests that reached it still went unanswered.
+    path_back_left_probe: float | None = None
+    #: Requests of the switchover, from the first at the destination on, that
+    #: reached the destination's uplink and got no reply from it: dropped on
+    #: the destination host or by the guest, not on the fabric.
+    unanswered_at_destination: int = 0
+    #: Replies of the switchover that left the destination and never reached
+    #: the probe: lost on the fabric on the way back.
+    replies_lost_on_the_way: int = 0
 
     @property
     def silence_ms(self) -> float | None:
@@ -289,6 +302,8 @@ def wire_view(destination: list[Packet], probe_side: list[Packet], guest: str,
                     if switchover else -1)
     first_reply = next((p for p in after if _is_reply(p, guest, protocol)
                         and p.probe[2] >= waiting_from), None)
+    losses = _losses_after_arrival(after, probe_side, guest, protocol, first_request,
+                                   switchover.end if switchover else None)
     return WireView(rarp=rarp,
                     first_request_at_destination=first_request.ts if first_request else None,
                     first_reply_leaving_destination=first_reply.ts if first_reply else None,
@@ -299,4 +314,36 @@ def wire_view(destination: list[Packet], probe_side: list[Packet], guest: str,
                     silence_start=silence.start if silence else None,
                     silence_end=silence.end if silence else None,
                     switchover_start=switchover.start if switchover else None,
-                    switchover_end=switchover.end if switchover else None)
+                    switchover_end=switchover.end if switchover else None,
+                    **losses)
+
+
+def _losses_after_arrival(destination: list[Packet], probe_side: list[Packet], guest: str,
+                          protocol: str, first_request: Packet | None,
+                          silence_end: float | None) -> dict:
+    """Where the requests sent from the first at the destination to the silence's end went.
+
+    A request the client got no reply to was either dropped at the
+    destination (it reached the uplink, no reply left) or its reply was lost
+    on the way back; the path is back after the last such loss (the tool's
+    rule, which also looks at every request sent before the silence ended).
+    """
+    if first_request is None or silence_end is None:
+        return {}
+    arrived = {p.probe[2] for p in destination if _is_request(p, guest, protocol)}
+    replied_at_destination = {p.probe[2] for p in destination if _is_reply(p, guest, protocol)}
+    replied_at_probe = {p.probe[2] for p in probe_side if _is_reply(p, guest, protocol)}
+    left_probe = {}
+    for packet in probe_side:
+        if _is_request(packet, guest, protocol):
+            left_probe.setdefault(packet.probe[2], packet.ts)
+    window = [s for s in sorted(left_probe)
+              if s >= first_request.probe[2] and left_probe[s] < silence_end]
+    unanswered = [s for s in window if s not in replied_at_probe]
+    back = next((s for s in window if not unanswered or s > unanswered[-1]), None)
+    return {
+        "path_back_left_probe": left_probe[back] if back is not None else None,
+        "unanswered_at_destination": sum(1 for s in unanswered if s in arrived
+                                         and s not in replied_at_destination),
+        "replies_lost_on_the_way": sum(1 for s in unanswered if s in replied_at_destination),
+    }

@@ -61,6 +61,10 @@ def test_the_tool_matches_the_wire(packets, protocol):
     assert 0 < wire.first_request_at_destination - wire.first_request_left_probe < 0.01
     assert 0 < wire.first_reply_reached_probe - wire.first_reply_leaving_destination < 0.01
     assert wire.first_reply_reached_probe == pytest.approx(wire.silence_end, abs=1e-6)
+    # Nothing that reached the destination went unanswered: the path was back
+    # with the first request there.
+    assert wire.path_back_left_probe == wire.first_request_left_probe
+    assert (wire.unanswered_at_destination, wire.replies_lost_on_the_way) == (0, 0)
 
 
 def _echo(ts, src, dst, seq):
@@ -83,6 +87,32 @@ def test_transit_is_matched_by_probe_sequence_not_by_order():
     assert (found.first_reply_leaving_destination, found.first_reply_reached_probe) == \
         (1.08, 1.2)
     assert found.first_request_left_probe == 1.065
+    # The client never got reply 41: the path is back with request 42, and the
+    # loss was on the way back, not at the destination.
+    assert wire.path_back_left_probe == 1.065
+    assert (wire.unanswered_at_destination, wire.replies_lost_on_the_way) == (0, 1)
+
+
+def test_a_request_dropped_at_the_destination_moves_the_path_back_after_it():
+    # Seen in CI (shared, tunnelled, ICMP): the first request reached the
+    # destination's uplink 2 ms after its RARP and was never answered; the
+    # tool's path back (the first request answered after the last loss) was
+    # the next one, 20 ms later. The capture says where that loss happened.
+    probe_ip, guest = "10.0.0.250", "10.0.0.5"
+    destination = [Packet(1.000, "rarp", src_mac="fa:16:3e:00:00:01"),
+                   _echo(1.002, probe_ip, guest, 41),
+                   _echo(1.012, probe_ip, guest, 42),
+                   _echo(1.022, probe_ip, guest, 43), _echo(1.040, guest, probe_ip, 43),
+                   _echo(1.041, guest, probe_ip, 44)]
+    probe = [_echo(0.90, probe_ip, guest, 39), _echo(0.901, guest, probe_ip, 39),
+             _echo(0.91, probe_ip, guest, 40), _echo(1.001, probe_ip, guest, 41),
+             _echo(1.011, probe_ip, guest, 42), _echo(1.021, probe_ip, guest, 43),
+             _echo(1.031, probe_ip, guest, 44), _echo(1.041, guest, probe_ip, 43),
+             _echo(1.042, guest, probe_ip, 44)]
+    wire = wire_view(destination, probe, guest, 0.8, 1.5)
+    assert wire.first_request_left_probe == 1.001
+    assert wire.path_back_left_probe == 1.021
+    assert (wire.unanswered_at_destination, wire.replies_lost_on_the_way) == (2, 0)
 
 
 def test_a_held_reply_to_an_older_request_does_not_end_the_silence():
