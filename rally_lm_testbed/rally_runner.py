@@ -143,11 +143,27 @@ def collect(output: str, returncode: int, args_file: Path, out_dir: Path) -> Tas
     html = out_dir / f"{args_file.stem}-{uuid[:8]}.html"
     data = out_dir / f"{args_file.stem}-{uuid[:8]}.json"
     # Reports from the task UUID: reports built from JSON files break on hooks.
-    reported = rally("task", "report", uuid, "--html-static", "--out", str(html), check=False)
-    exported = rally("task", "report", uuid, "--json", "--out", str(data), check=False)
+    written = export_reports(uuid, {"html-static": html, "json": data})
     return TaskRun(uuid=uuid, exit_code=returncode,
-                   html=html if reported.returncode == 0 else None,
-                   json=data if exported.returncode == 0 else None, log=log)
+                   html=html if written.get("html-static") else None,
+                   json=data if written.get("json") else None, log=log)
+
+
+def export_reports(uuid: str, outputs: dict[str, Path]) -> dict[str, bool]:
+    """Rally's reports of a task (exporter type -> path), in one process; which were written."""
+    _argv, env = _rally_argv()
+    proc = subprocess.run(
+        ["ip", "netns", "exec", layout.PROBE, sys.executable, "-m", "rally_lm_testbed.rally_report",
+         str(RALLY_HOME / "rally.conf"), uuid,
+         *(part for kind, path in outputs.items() for part in (kind, str(path)))],
+        capture_output=True, text=True, timeout=600, env=env)
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    for failed in (a for a in answers if a["error"]):
+        print(f"rally task report {uuid} ({failed['type']}): {failed['error']}", file=sys.stderr)
+    if proc.returncode != 0:
+        print(f"rally task report {uuid}: exit {proc.returncode}: {proc.stderr.strip()[-2000:]}",
+              file=sys.stderr)
+    return {a["type"]: not a["error"] and Path(a["path"]).exists() for a in answers}
 
 
 def running_tasks() -> list[str]:
