@@ -11,6 +11,12 @@ time, the longest silence of a migration is split into:
                       answered by the last reply before the gap, to the next
                       reply. What an application waiting on the guest feels;
                       the figure the SLA gates on.
+``source_stall``      the guest still ran on the source but did not answer:
+                      requests held from the silence's start until the
+                      hypervisor paused it (auto-converge's throttle, or the
+                      guest's own load). Only with the hypervisor's pause time,
+                      and only when the silence began more than one probe
+                      interval and one round trip before it.
 ``pause``             nothing reached a running guest: requests lost (sent to a
                       guest that no longer ran, to no destination that would
                       hold them), and - when the hypervisor's resume time is
@@ -31,8 +37,8 @@ time, the longest silence of a migration is split into:
                       the first on-time one (see ``timeline.late_threshold``).
 ====================  =======================================================
 
-``pause + convergence + resume_lag + rtt = client_downtime`` exactly; the
-recovery tail comes after it. Every boundary is a send time or a reply time
+``source_stall + pause + convergence + resume_lag + rtt = client_downtime``
+exactly; the recovery tail comes after it. Every boundary is a send time or a reply time
 of the probe, so each is known to one probe interval (``resolution_ms``).
 """
 
@@ -109,6 +115,7 @@ class OutageAnatomy:
 
     protocol: str
     client_downtime_ms: float
+    source_stall_ms: float
     pause_ms: float
     #: The probe's own evidence: first unanswered request to the first that got
     #: through. Shorter than the pause when the destination announced the guest
@@ -162,12 +169,13 @@ def _recovered(sent: np.ndarray, received: np.ndarray, after: float, rtt: float,
     return max(float(sent[index]), float(received[index]) - rtt), int(on_time[0])
 
 
-def dissect(timeline: TargetTimeline, silence: Silence,
-            resumed_at: float | None = None) -> OutageAnatomy:
-    """Split one silence into pause, convergence, resume lag and recovery tail.
+def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None = None,
+            paused_at: float | None = None) -> OutageAnatomy:
+    """Split one silence into source stall, pause, convergence, resume lag and tail.
 
-    ``resumed_at`` is when the hypervisor reported the guest running on the
-    destination, on the probe's clock, if known.
+    ``paused_at`` / ``resumed_at`` are when the hypervisor stopped the guest on
+    the source / reported it running on the destination, on the probe's
+    clock, if known.
     """
     sent = np.frombuffer(timeline.sent, dtype=float)
     received = np.frombuffer(timeline.received, dtype=float)
@@ -185,14 +193,20 @@ def dissect(timeline: TargetTimeline, silence: Silence,
     # nothing of the path. A request answered after a loss got through.
     through = answered[answered > lost_idx[0]] if lost_idx.size else answered
     first_through = float(sent[through[0]]) if through.size else None
-    # The path is back for good after the last loss of the silence.
-    after_last_loss = answered[answered > lost_idx.max()] if lost_idx.size else answered
-    path_back = float(sent[after_last_loss[0]]) if after_last_loss.size else None
+    # The path is back for good after the last loss of the silence - at the
+    # first request answered after it, which may have been sent after the
+    # silence ended (losses went on while the first replies came back).
+    if lost_idx.size:
+        later = np.flatnonzero(~np.isnan(received[lost_idx.max() + 1:]))
+        path_back = float(sent[lost_idx.max() + 1 + later[0]]) if later.size else None
+    else:
+        path_back = float(sent[answered[0]]) if answered.size else None
     lost_after = int((lost_idx > through[0]).sum()) if through.size else 0
 
     if silence.ongoing or path_back is None or first_through is None:
         return OutageAnatomy(
-            protocol=timeline.protocol, client_downtime_ms=math.inf, pause_ms=math.inf,
+            protocol=timeline.protocol, client_downtime_ms=math.inf, source_stall_ms=0.0,
+            pause_ms=math.inf,
             path_down_ms=math.inf, convergence_ms=0.0, resume_lag_ms=0.0, rtt_ms=rtt * 1000.0,
             recovery_tail_ms=0.0, lost=int(lost_idx.size), held=int(answered.size),
             lost_after_path_back=lost_after, late_in_tail=0,
@@ -213,7 +227,16 @@ def dissect(timeline: TargetTimeline, silence: Silence,
             pause_end, lag_start = resumed_at, path_back
         else:
             pause_end = lag_start = max(resumed_at, path_back)
-    pause = pause_end - silence.start
+    # Losses after the first reply are not this silence's: it ended there.
+    lag_start = min(lag_start, silence.end)
+    pause_end = min(pause_end, lag_start)
+    # A guest that stopped answering well before the hypervisor paused it was
+    # still running on the source, slowed (throttled) or busy: not the pause.
+    stall_end = silence.start
+    if paused_at is not None and silence.start + interval + rtt < paused_at < pause_end:
+        stall_end = paused_at
+        split_by = "probe+hypervisor"
+    pause = pause_end - stall_end
     convergence = lag_start - pause_end
     # The held request's wait includes one ordinary round trip.
     waited = silence.end - lag_start
@@ -231,7 +254,8 @@ def dissect(timeline: TargetTimeline, silence: Silence,
     boundaries = [first, int(np.searchsorted(sent, path_back))]
     return OutageAnatomy(
         protocol=timeline.protocol, client_downtime_ms=client * 1000.0,
-        pause_ms=pause * 1000.0, path_down_ms=(first_through - silence.start) * 1000.0,
+        source_stall_ms=(stall_end - silence.start) * 1000.0, pause_ms=pause * 1000.0,
+        path_down_ms=(first_through - silence.start) * 1000.0,
         convergence_ms=convergence * 1000.0,
         resume_lag_ms=resume_lag * 1000.0, rtt_ms=round_trip * 1000.0,
         recovery_tail_ms=(recovered - silence.end) * 1000.0,

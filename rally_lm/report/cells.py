@@ -30,7 +30,7 @@ from rally_lm.task.output import (
 )
 
 #: The anatomy columns, in the order they add up (docs/measurement.md).
-ANATOMY = ("client_downtime_ms", "pause_ms", "convergence_ms", "resume_lag_ms",
+ANATOMY = ("client_downtime_ms", "source_stall_ms", "pause_ms", "convergence_ms", "resume_lag_ms",
            "recovery_tail_ms")
 
 

@@ -60,12 +60,12 @@ def bar_chart(title: str, unit: str, rows: list[tuple[str, dict]]) -> str:
     return "".join(parts)
 
 
-ANATOMY_COLORS = {"pause_ms": "#d62728", "convergence_ms": "#9467bd",
+ANATOMY_COLORS = {"source_stall_ms": "#8c564b", "pause_ms": "#d62728", "convergence_ms": "#9467bd",
                   "resume_lag_ms": "#ff7f0e", "recovery_tail_ms": "#e6c200"}
 
 
 def anatomy_chart(rows: list[tuple[str, dict]]) -> str:
-    """Median pause, convergence, resume lag and recovery tail per cell, stacked."""
+    """Median source stall, pause, convergence, resume lag and recovery tail per cell, stacked."""
     drawn = [(label, a) for label, a in rows if a]
     if not drawn:
         return ""

@@ -6,8 +6,8 @@ MIGRATION_COLUMNS. Definitions (docs/measurement.md):
 
 * ``client_downtime_ms`` - the longest span without replies from the VM's
   UDP echo while a request was outstanding, around the migration: what the
-  SLA gates on. Normally the switchover's silence, which ``pause_ms +
-  convergence_ms + resume_lag_ms`` + one round trip make up;
+  SLA gates on. Normally the switchover's silence, which ``source_stall_ms +
+  pause_ms + convergence_ms + resume_lag_ms`` + one round trip make up;
   ``recovery_tail_ms`` follows it. When a longer silence happened elsewhere
   in the window (the guest or path stalled during the copy), it is the gated
   figure and also ``stall_ms``, and the phases still describe the switchover.
@@ -53,7 +53,8 @@ MIN_FOR_P95 = 20
 MIGRATION_COLUMNS = [
     "vm", "direction", "source", "target", "outcome", "timeout_by", "duration_s",
     "nova_completed_s",
-    "client_downtime_ms", "pause_ms", "convergence_ms", "resume_lag_ms", "recovery_tail_ms",
+    "client_downtime_ms", "source_stall_ms", "pause_ms", "convergence_ms", "resume_lag_ms",
+    "recovery_tail_ms",
     "stall_ms", "path_down_ms",
     "network_downtime_ms", "icmp_client_downtime_ms", "icmp_resume_lag_ms",
     "fixed_ip_client_downtime_ms",
@@ -104,7 +105,8 @@ def migration_row(record: MigrationRecord) -> list[Any]:
         record.vm, record.direction, record.source, record.target, record.outcome,
         record.timeout_by, None if never else _num(record.duration),
         _num(record.nova_completed_after),
-        _num(network.get("client_downtime_ms")), _num(anatomy.get("pause_ms")),
+        _num(network.get("client_downtime_ms")), _num(anatomy.get("source_stall_ms")),
+        _num(anatomy.get("pause_ms")),
         _num(anatomy.get("convergence_ms")), _num(anatomy.get("resume_lag_ms")),
         _num(anatomy.get("recovery_tail_ms")), _num(network.get("stall_ms")),
         _num(anatomy.get("path_down_ms")),

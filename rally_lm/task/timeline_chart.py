@@ -24,7 +24,8 @@ from rally_lm.migration.driver import MigrationRecord
 
 WIDTH = 900
 LEFT = 150
-PHASE_COLOURS = {"pause": "#d62728", "convergence": "#9467bd", "resume lag": "#ff7f0e",
+PHASE_COLOURS = {"source stall": "#8c564b", "pause": "#d62728", "convergence": "#9467bd",
+                 "resume lag": "#ff7f0e",
                  "round trip": "#7f7f7f", "recovery tail": "#e6c200"}
 REQUEST_COLOURS = {"on time": "#2ca02c", "held": "#1f77b4", "late": "#ff7f0e", "lost": "#d62728"}
 
@@ -121,12 +122,13 @@ def _zoom(record: MigrationRecord, events: list[dict], network: dict,
         if reply is not None and lo <= ms(reply) <= hi:
             parts.append(f'<circle cx="{x(ms(reply)):.1f}" cy="{y + 52}" r="2.5" '
                          f'fill="{colour}"/>')
-    bars = [("pause", 0.0, anatomy["pause_ms"])]
-    edge = anatomy["pause_ms"]
-    for name, key in (("convergence", "convergence_ms"), ("resume lag", "resume_lag_ms"),
+    bars = []
+    edge = 0.0
+    for name, key in (("source stall", "source_stall_ms"), ("pause", "pause_ms"),
+                      ("convergence", "convergence_ms"), ("resume lag", "resume_lag_ms"),
                       ("round trip", "rtt_ms"), ("recovery tail", "recovery_tail_ms")):
-        bars.append((name, edge, edge + anatomy[key]))
-        edge += anatomy[key]
+        bars.append((name, edge, edge + anatomy.get(key, 0.0)))
+        edge += anatomy.get(key, 0.0)
     for name, begin, end in bars:
         if end > begin:
             parts.append(f'<rect x="{x(begin):.1f}" y="{y + 66}" width="{x(end) - x(begin):.1f}"'
@@ -162,7 +164,9 @@ def migration_svg(record: MigrationRecord) -> str:
     title = (f"{record.vm} {record.direction} {record.source} → {record.target}: "
              f"{record.outcome}, {record.duration:.1f} s")
     if anatomy and not anatomy.get("ongoing"):
-        title += (f"; client downtime {anatomy['client_downtime_ms']:.0f} ms = pause "
+        stall = anatomy.get("source_stall_ms", 0.0)
+        title += (f"; client downtime {anatomy['client_downtime_ms']:.0f} ms = "
+                  + (f"source stall {stall:.0f} + " if stall else "") + "pause "
                   f"{anatomy['pause_ms']:.0f} + convergence {anatomy['convergence_ms']:.0f} + "
                   f"resume lag {anatomy['resume_lag_ms']:.0f} + rtt {anatomy['rtt_ms']:.1f}; "
                   f"tail {anatomy['recovery_tail_ms']:.0f} ms")

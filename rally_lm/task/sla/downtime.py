@@ -12,6 +12,7 @@ from rally_lm.task.output import PERCENTILE_METHOD, migrations_from_output
 MEASURES = {
     "client": ("client_downtime_ms", None, "client downtime"),
     "pause": ("pause_ms", None, "pause"),
+    "source_stall": ("source_stall_ms", None, "source stall"),
     "network": ("network_downtime_ms", None, "network outage"),
     "hypervisor": ("hypervisor_downtime_ms", SUCCEEDED, "hypervisor downtime"),
 }
@@ -41,7 +42,9 @@ class MaxDowntime(sla.SLA):
                                           "instead of the maximum (100)."},
             "measure": {"enum": list(MEASURES),
                         "description": "client (default: the longest span without replies "
-                                       "while a request was outstanding), pause, network "
+                                       "while a request was outstanding), pause, source_stall "
+                                       "(the guest still on the source not answering: "
+                                       "auto-converge's throttle), network "
                                        "(the whole outage, recovery tail included) or "
                                        "hypervisor (libvirt's downtime)."},
         },

@@ -32,7 +32,8 @@ def test_a_switchover_split_into_every_phase():
     timeline = timeline_of([T, T, None, None, 0.875, T, T, T, T, T])
     anatomy = dissect(timeline, Silence(start=0.5, end=1.375, first_index=2))
     assert anatomy == OutageAnatomy(
-        protocol="udp", client_downtime_ms=875.0, pause_ms=500.0, path_down_ms=500.0,
+        protocol="udp", client_downtime_ms=875.0, source_stall_ms=0.0, pause_ms=500.0,
+        path_down_ms=500.0,
         convergence_ms=0.0, resume_lag_ms=250.0, rtt_ms=125.0, recovery_tail_ms=0.0, lost=2,
         held=2, lost_after_path_back=0, late_in_tail=0, resolution_ms=250.0, ongoing=False,
         split_by="probe", silence_start=0.5, first_through=1.0, path_back=1.0,
@@ -43,19 +44,33 @@ def test_a_silence_that_never_ended_has_no_phases_but_its_counts():
     timeline = timeline_of([T, T, None, None, None])
     anatomy = dissect(timeline, Silence(start=0.5, end=math.inf, first_index=2))
     assert anatomy == OutageAnatomy(
-        protocol="udp", client_downtime_ms=math.inf, pause_ms=math.inf,
+        protocol="udp", client_downtime_ms=math.inf, source_stall_ms=0.0, pause_ms=math.inf,
         path_down_ms=math.inf, convergence_ms=0.0, resume_lag_ms=0.0, rtt_ms=125.0,
         recovery_tail_ms=0.0, lost=3, held=0, lost_after_path_back=0, late_in_tail=0,
         resolution_ms=250.0, ongoing=True, split_by="probe", silence_start=0.5,
         first_through=None, path_back=None, first_reply=None, recovered=None)
 
 
-def test_a_path_that_went_down_again_is_not_back():
-    # Request 3 got through (answered at 1.25 s), request 4 was lost after it: the
-    # silence ends with that answer but the path never came back for good.
-    timeline = timeline_of([T, T, None, 0.5, None, T])
+def test_a_path_that_went_down_again_and_never_came_back_is_not_back():
+    # Request 3 got through (answered at 1.25 s), requests 4 and 5 were lost after
+    # it: the silence ends with that answer but the path never came back for good.
+    timeline = timeline_of([T, T, None, 0.5, None, None])
     anatomy = dissect(timeline, Silence(start=0.5, end=1.25, first_index=2))
     assert (anatomy.ongoing, anatomy.first_through, anatomy.path_back) == (True, 0.75, None)
+    assert (anatomy.lost, anatomy.held, anatomy.lost_after_path_back) == (2, 1, 1)
+
+
+def test_losses_that_outlast_the_first_reply_end_the_silences_phases_at_that_reply():
+    # As above, but request 5 (sent as the first reply came back) is answered: the
+    # path came back for good after the silence ended. The losses after the first
+    # request got through are convergence up to the first reply; nothing is left
+    # for a resume lag or a round trip, and the phases still add up.
+    timeline = timeline_of([T, T, None, 0.5, None, T])
+    anatomy = dissect(timeline, Silence(start=0.5, end=1.25, first_index=2))
+    assert (anatomy.ongoing, anatomy.first_through, anatomy.path_back) == (False, 0.75, 1.25)
+    assert (anatomy.pause_ms, anatomy.convergence_ms) == (250.0, 500.0)
+    assert (anatomy.resume_lag_ms, anatomy.rtt_ms) == (0.0, 0.0)
+    assert anatomy.client_downtime_ms == 750.0
     assert (anatomy.lost, anatomy.held, anatomy.lost_after_path_back) == (2, 1, 1)
 
 
