@@ -320,6 +320,26 @@ def policy_sweep_note(args_dir: Path = matrix.ARGS_DIR) -> str:
             f"{ramp} (Nova counts at least 2 GiB). QEMU under software emulation.")
 
 
+def print_task_budgets(state: StudyState) -> None:
+    """Where each task's wall time went (one task per policy, several rates in it)."""
+    from rally_lm.report import cells
+
+    print("where each task's time went (task = migrations [libvirt jobs + rest of Nova] + "
+          "rally_lm between migrations + the rest: mode switch, Rally, booting and deleting "
+          "the VMs):")
+    for name, run in state.cells.items():
+        if run.status != "done" or not run.json or run.seconds is None:
+            continue
+        for cell in cells.load([Path(run.json)], split=False):
+            t = cells.time_budget(cell)
+            rest = run.seconds - t["drains_s"] if t["drains_s"] is not None else None
+            parts = {k: f"{v:.0f}" if v is not None else "?" for k, v in
+                     {**t, "rest": rest}.items() if k != "tool_share"}
+            print(f"  {name}: {run.seconds:.0f} s = {parts['migrations_s']} "
+                  f"[{parts['libvirt_s']} + {parts['nova_s']}] + {parts['tool_s']} + "
+                  f"{parts['rest']} s")
+
+
 def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
     from rally_lm.report import baseline, cells, render
 
@@ -347,8 +367,12 @@ def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
     print(f"rally-lm study: {len(found)} cell(s) compared in {html} and {markdown}; "
           f"{sum(c.migrations for c in state.cells.values())} migrations, "
           f"{total / 60:.1f} min of cells")
-    print("where the evacuation time went (drains = libvirt jobs + rest of Nova + rally_lm "
-          "between migrations):")
+    if state.settings.get("matrix") == "policies":
+        print_task_budgets(state)
+        found = []  # split cells share their task's drains: told per task above
+    else:
+        print("where the evacuation time went (drains = libvirt jobs + rest of Nova + rally_lm "
+              "between migrations):")
     for cell in sorted(found, key=lambda c: c.name):
         t = cells.time_budget(cell)
         parts = [f"{t[k]:.0f}" if t[k] is not None else "?"

@@ -78,7 +78,8 @@ class Cell:
         return any("client_downtime_ms" in m for m in self.migrations)
 
 
-def load(paths: list[Path]) -> list[Cell]:
+def load(paths: list[Path], split: bool = True) -> list[Cell]:
+    """The cells of Rally JSON reports; ``split``: one per dirty rate (split_by_dirty_rate)."""
     cells = []
     for path in paths:
         report = json.loads(Path(path).read_text())
@@ -86,8 +87,9 @@ def load(paths: list[Path]) -> list[Cell]:
             for subtask in task["subtasks"]:
                 for workload in subtask["workloads"]:
                     if "LiveMigration.evacuate_host" in workload["scenario"]:
-                        cells += split_by_dirty_rate(_cell(task["uuid"], workload),
-                                                     _per_vm_rates(workload))
+                        cell = _cell(task["uuid"], workload)
+                        cells += split_by_dirty_rate(cell, _per_vm_rates(workload)) \
+                            if split else [cell]
     return cells
 
 

@@ -142,7 +142,7 @@ def test_the_policy_sweep_is_one_task_per_policy_file_with_a_vm_per_dirty_rate()
     for cell in cells:
         own = yaml.safe_load(cell.args_file.read_text())
         # Below, near and above the link, one VM each: the same for every policy.
-        assert own["dirty_rate_mib"] == [4, 16, 48] and own["vm_count"] == 3, cell
+        assert own["dirty_rate_mib"] == [4, 24, 48] and own["vm_count"] == 3, cell
         assert matrix.planned_migrations(cell, None, 1) == 6
 
 
