@@ -459,6 +459,8 @@ class Evacuation:
                 # Nobody asked Nova to force it: its completion timeout did.
                 record.outcome, record.timeout_by = "timeout_forced", "nova"
         paused_at = results.clock.to_monotonic(paused) if paused is not None else None
+        # An aborted or failed job leaves the guest where it was: no switchover.
+        switched_over = (record.running_on or record.final_host) != record.source
 
         for view, timelines in (("network", results.udp), ("icmp", results.icmp)):
             failure = results.failures.get("udp" if view == "network" else view)
@@ -471,14 +473,14 @@ class Evacuation:
                 continue
             outages, spikes = analysed[ip] if view == "network" else find_disruptions(timeline)
             record.measurements[view] = self._network_view(timeline, window, outages, spikes,
-                                                           paused_at, resumed_at)
+                                                           paused_at, resumed_at, switched_over)
         fixed = self._fixed_ip_of(record.server_id)
         if fixed and fixed in results.udp and "udp" not in results.failures:
             timeline = results.udp[fixed]
             outages, spikes = find_disruptions(timeline)
             record.measurements["network_fixed"] = self._network_view(
                 timeline, MigrationWindow(fixed, *record.window, label=window.label), outages,
-                spikes, paused_at, resumed_at)
+                spikes, paused_at, resumed_at, switched_over)
         network = record.measurements["network"]
         hyper = record.measurements.get("hypervisor", {})
         if "pause_ms" in network.get("anatomy", {}) and "downtime_ms" in hyper:
@@ -513,7 +515,7 @@ class Evacuation:
     @staticmethod
     def _network_view(timeline: TargetTimeline, window: MigrationWindow, outages: list,
                       spikes: list, paused_at: float | None,
-                      resumed_at: float | None) -> dict[str, Any]:
+                      resumed_at: float | None, switched_over: bool = True) -> dict[str, Any]:
         """The probe's outage in the window, its longest silence (the gated client
         downtime) and the switchover's silence dissected."""
         try:
@@ -527,7 +529,7 @@ class Evacuation:
         if longest is None or switchover is None:
             view["error"] = f"no reply from {timeline.target} around {window.label}"
             return view
-        anatomy = dissect(timeline, switchover, resumed_at, paused_at)
+        anatomy = dissect(timeline, switchover, resumed_at, paused_at, switched_over)
         view["anatomy"] = anatomy.to_dict()
         view["client_downtime_ms"] = round(longest.duration_ms, 3)
         if longest is not switchover:

@@ -170,12 +170,14 @@ def _recovered(sent: np.ndarray, received: np.ndarray, after: float, rtt: float,
 
 
 def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None = None,
-            paused_at: float | None = None) -> OutageAnatomy:
+            paused_at: float | None = None, switched_over: bool = True) -> OutageAnatomy:
     """Split one silence into source stall, pause, convergence, resume lag and tail.
 
     ``paused_at`` / ``resumed_at`` are when the hypervisor stopped the guest on
     the source / reported it running on the destination, on the probe's
-    clock, if known.
+    clock, if known. ``switched_over=False`` says the guest never left the
+    source (the migration was aborted or failed): then the whole silence,
+    less one round trip, is a source stall.
     """
     sent = np.frombuffer(timeline.sent, dtype=float)
     received = np.frombuffer(timeline.received, dtype=float)
@@ -202,6 +204,11 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
     else:
         path_back = float(sent[answered[0]]) if answered.size else None
     lost_after = int((lost_idx > through[0]).sum()) if through.size else 0
+    if first_through is None and not silence.ongoing:
+        # Every request answered in the silence was sent before its first loss
+        # (a stalled guest held them, then answered from the destination): the
+        # first to get through after a loss came after the silence ended.
+        first_through = path_back
 
     if silence.ongoing or path_back is None or first_through is None:
         return OutageAnatomy(
@@ -236,6 +243,11 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
     if paused_at is not None and silence.start + interval + rtt < paused_at < pause_end:
         stall_end = paused_at
         split_by = "probe+hypervisor"
+    if not switched_over:
+        # No switchover happened: whatever held or lost the requests, the guest
+        # ran on the source throughout (e.g. a stall during the copy).
+        stall_end = pause_end = lag_start = silence.end - min(rtt, silence.end - silence.start)
+        split_by = "probe"
     pause = pause_end - stall_end
     convergence = lag_start - pause_end
     # The held request's wait includes one ordinary round trip.

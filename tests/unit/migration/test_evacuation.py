@@ -235,6 +235,22 @@ def test_a_stall_longer_than_the_switchover_is_gated_and_reported_as_such():
     assert view["anatomy"]["lost"] == 6
 
 
+def test_a_migration_that_left_the_guest_on_its_source_has_no_pause():
+    from rally_lm.probes.timeline import MigrationWindow, find_disruptions
+    from tests.unit.probes.test_anatomy import stall_during_an_aborted_copy
+
+    timeline = stall_during_an_aborted_copy()
+    outages, spikes = find_disruptions(timeline)
+    window = MigrationWindow("10.0.0.5", 100.0, 101.0)
+    moved = Evacuation._network_view(timeline, window, outages, spikes, None, None)
+    stayed = Evacuation._network_view(timeline, window, outages, spikes, None, None,
+                                      switched_over=False)
+    assert moved["anatomy"]["resume_lag_ms"] > 90.0
+    assert stayed["anatomy"]["resume_lag_ms"] == 0.0
+    assert stayed["anatomy"]["source_stall_ms"] > 90.0
+    assert stayed["client_downtime_ms"] == moved["client_downtime_ms"]
+
+
 def test_novas_switch_to_post_copy_is_a_forced_completion(cloud, monkeypatch):
     """libvirt's events say the source switched to post-copy; nobody asked Nova to."""
     from rally_lm.migration import hypervisor

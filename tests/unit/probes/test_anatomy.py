@@ -234,8 +234,8 @@ def test_without_any_loss_the_longest_silence_is_taken():
 THROTTLED = FIXTURE.with_name("migration-auto-converge-throttled.json")
 
 
-def throttled_timeline():
-    data = json.loads(THROTTLED.read_text())
+def throttled_timeline(fixture=THROTTLED):
+    data = json.loads(fixture.read_text())
     sent = [s for s, _ in data["requests"]]
     received = [math.nan if r is None else r for _, r in data["requests"]]
     timeline = TargetTimeline(target="10.231.16.149", protocol="udp", interval=data["interval"],
@@ -265,6 +265,65 @@ def test_a_throttled_guest_that_stopped_answering_before_the_pause_is_a_source_s
     assert anatomy.resume_lag_ms == 0.0 and anatomy.convergence_ms > 100.0
     assert (anatomy.source_stall_ms + anatomy.pause_ms + anatomy.convergence_ms
             + anatomy.resume_lag_ms + anatomy.rtt_ms) == pytest.approx(anatomy.client_downtime_ms)
+
+
+def test_held_requests_all_sent_before_the_first_loss_still_end_the_silence():
+    # Real (sweep of 2026-12-04): the throttled guest held every request it got
+    # and answered them only on the destination; requests sent from 0.66 s
+    # before the pause on were lost, and the first one answered after a loss
+    # was sent after that first reply. Nothing inside the silence "got
+    # through" after a loss, yet the silence ended: the anatomy is finite.
+    data, timeline = throttled_timeline(THROTTLED.with_name(
+        "migration-auto-converge-held-before-loss.json"))
+    silence = longest_silence(reply_silences(timeline), timeline.sent[0], timeline.sent[-1])
+    anatomy = dissect(timeline, silence, data["resumed_at"], data["paused_at"])
+    assert not anatomy.ongoing and anatomy.split_by == "probe+hypervisor"
+    assert anatomy.client_downtime_ms == pytest.approx(3792.089, abs=0.01)
+    assert anatomy.source_stall_ms == pytest.approx((data["paused_at"] - silence.start) * 1000.0)
+    assert anatomy.pause_ms == pytest.approx(data["libvirt_downtime_ms"],
+                                             abs=data["interval"] * 1000.0 + 5.0)
+    # Losses after the resume, up to the first reply: the path, not the guest.
+    assert anatomy.convergence_ms == pytest.approx(
+        (anatomy.first_reply - data["resumed_at"]) * 1000.0)
+    assert anatomy.path_back > anatomy.first_reply and anatomy.resume_lag_ms == 0.0
+    assert (anatomy.source_stall_ms + anatomy.pause_ms + anatomy.convergence_ms
+            + anatomy.resume_lag_ms + anatomy.rtt_ms) == pytest.approx(anatomy.client_downtime_ms)
+    # From the probe alone, the whole silence is the pause.
+    alone = dissect(timeline, silence)
+    assert not alone.ongoing and alone.pause_ms == pytest.approx(alone.client_downtime_ms)
+
+
+def stall_during_an_aborted_copy():
+    # As the sweep's pre-copy job at 48 MiB/s, aborted by Nova: 18 s into the
+    # copy the guest held ten requests for up to 100 ms, lost none, and stayed put.
+    return make_timeline([True] * 20 + [0.10 - i * 0.01 for i in range(10)] + [True] * 20)
+
+
+def test_a_silence_of_a_migration_that_never_switched_over_is_a_source_stall():
+    timeline = stall_during_an_aborted_copy()
+    silence = longest_silence(reply_silences(timeline), 100.0, 101.0)
+    assumed = dissect(timeline, silence)
+    assert assumed.resume_lag_ms > 90.0  # read as a switchover, the wait is a resume lag
+    stayed = dissect(timeline, silence, switched_over=False)
+    assert not stayed.ongoing and stayed.held == 10 and stayed.lost == 0
+    assert stayed.client_downtime_ms == pytest.approx(assumed.client_downtime_ms)
+    assert stayed.source_stall_ms == pytest.approx(stayed.client_downtime_ms - stayed.rtt_ms)
+    assert stayed.rtt_ms == pytest.approx(1.0)
+    assert stayed.pause_ms == stayed.convergence_ms == stayed.resume_lag_ms == 0.0
+
+
+def test_losses_of_a_migration_that_never_switched_over_are_no_pause():
+    # Even requests lost while the guest stayed on the source, with the
+    # hypervisor's (irrelevant) times at hand: the guest never stopped.
+    timeline = make_timeline([True] * 20 + [None] * 5 + [0.03 - i * 0.01 for i in range(3)]
+                             + [True] * 20)
+    silence = longest_silence(reply_silences(timeline), 100.0, 101.0)
+    stayed = dissect(timeline, silence, resumed_at=100.27, paused_at=100.21,
+                     switched_over=False)
+    assert stayed.split_by == "probe" and stayed.pause_ms == 0.0
+    assert stayed.source_stall_ms + stayed.rtt_ms == pytest.approx(stayed.client_downtime_ms)
+    assert stayed.client_downtime_ms == pytest.approx(
+        dissect(timeline, silence).client_downtime_ms)
 
 
 def test_without_the_hypervisors_times_a_source_stall_is_told_as_pause():
