@@ -326,7 +326,8 @@ def print_task_budgets(state: StudyState) -> None:
 
     print("where each task's time went (task = migrations [libvirt jobs + rest of Nova] + "
           "rally_lm between migrations + the rest: mode switch, Rally, booting and deleting "
-          "the VMs):")
+          "the VMs; ? where a part was not measured: no libvirt total is read for a job Nova "
+          "aborted):")
     for name, run in state.cells.items():
         if run.status != "done" or not run.json or run.seconds is None:
             continue
