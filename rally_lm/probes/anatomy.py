@@ -221,33 +221,8 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
             split_by="probe", silence_start=silence.start, first_through=first_through,
             path_back=path_back, first_reply=None, recovered=None)
 
-    # From the probe alone: paused until a request got through, the network
-    # still moving until it got through for good, then waiting for answers.
-    split_by = "probe"
-    pause_end, lag_start = first_through, path_back
-    if resumed_at is not None and silence.start <= resumed_at <= silence.end:
-        # The hypervisor says when the guest ran again. Requests may reach the
-        # destination before that (it announces the guest first) and wait
-        # there: still the pause. Losses after it are the network's.
-        split_by = "probe+hypervisor"
-        if path_back > resumed_at + interval:
-            pause_end, lag_start = resumed_at, path_back
-        else:
-            pause_end = lag_start = max(resumed_at, path_back)
-    # Losses after the first reply are not this silence's: it ended there.
-    lag_start = min(lag_start, silence.end)
-    pause_end = min(pause_end, lag_start)
-    # A guest that stopped answering well before the hypervisor paused it was
-    # still running on the source, slowed (throttled) or busy: not the pause.
-    stall_end = silence.start
-    if paused_at is not None and silence.start + interval + rtt < paused_at < pause_end:
-        stall_end = paused_at
-        split_by = "probe+hypervisor"
-    if not switched_over:
-        # No switchover happened: whatever held or lost the requests, the guest
-        # ran on the source throughout (e.g. a stall during the copy).
-        stall_end = pause_end = lag_start = silence.end - min(rtt, silence.end - silence.start)
-        split_by = "probe"
+    stall_end, pause_end, lag_start, split_by = _phase_ends(
+        silence, first_through, path_back, interval, rtt, resumed_at, paused_at, switched_over)
     pause = pause_end - stall_end
     convergence = lag_start - pause_end
     # The held request's wait includes one ordinary round trip.
@@ -276,6 +251,40 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
         ongoing=False, split_by=split_by, silence_start=silence.start,
         first_through=first_through, path_back=path_back, first_reply=silence.end,
         recovered=recovered)
+
+
+def _phase_ends(silence: Silence, first_through: float, path_back: float, interval: float,
+                rtt: float, resumed_at: float | None, paused_at: float | None,
+                switched_over: bool) -> tuple[float, float, float, str]:
+    """Where the source stall, the pause and the convergence end, and what told."""
+    if not switched_over:
+        # No switchover happened: whatever held or lost the requests, the guest
+        # ran on the source throughout (e.g. a stall during the copy).
+        end = silence.end - min(rtt, silence.end - silence.start)
+        return end, end, end, "probe"
+    # From the probe alone: paused until a request got through, the network
+    # still moving until it got through for good, then waiting for answers.
+    split_by = "probe"
+    pause_end, lag_start = first_through, path_back
+    if resumed_at is not None and silence.start <= resumed_at <= silence.end:
+        # The hypervisor says when the guest ran again. Requests may reach the
+        # destination before that (it announces the guest first) and wait
+        # there: still the pause. Losses after it are the network's.
+        split_by = "probe+hypervisor"
+        if path_back > resumed_at + interval:
+            pause_end, lag_start = resumed_at, path_back
+        else:
+            pause_end = lag_start = max(resumed_at, path_back)
+    # Losses after the first reply are not this silence's: it ended there.
+    lag_start = min(lag_start, silence.end)
+    pause_end = min(pause_end, lag_start)
+    # A guest that stopped answering well before the hypervisor paused it was
+    # still running on the source, slowed (throttled) or busy: not the pause.
+    stall_end = silence.start
+    if paused_at is not None and silence.start + interval + rtt < paused_at < pause_end:
+        stall_end = paused_at
+        split_by = "probe+hypervisor"
+    return stall_end, pause_end, lag_start, split_by
 
 
 def _resolution(sent: np.ndarray, indices: list[int]) -> float:
