@@ -203,6 +203,7 @@ def linuxbridge_configure(host: Host) -> None:
 
 
 def services_start(host: Host) -> None:
+    """Start nova-compute and the linuxbridge agent, each unless it runs already."""
     hosts.spawn(host, f"{host.name}-nova-compute",
                 ["nova-compute", "--config-file", "/etc/nova/nova.conf"])
     hosts.spawn(host, f"{host.name}-linuxbridge-agent", [
@@ -210,9 +211,12 @@ def services_start(host: Host) -> None:
         "--config-file", "/etc/neutron/plugins/ml2/linuxbridge_agent.ini"])
 
 
-def services_stop(host: Host) -> None:
-    for daemon in (f"{host.name}-linuxbridge-agent", f"{host.name}-nova-compute"):
-        hosts.stop(daemon)
+def nova_compute_stop(host: Host) -> None:
+    """Stop nova-compute alone (a mode switch restarts nothing else)."""
+    # The linuxbridge agent's configuration never depends on the mode; a
+    # restart made it resync every port, and neutron-server with it, beside
+    # the next task's boots.
+    hosts.stop(f"{host.name}-nova-compute")
 
 
 def up(host: Host, mode: dict, log=print) -> None:

@@ -70,7 +70,7 @@ def restart_libvirtd(host: Host) -> None:
 
 
 def restart_nova_compute(host: Host) -> None:
-    hosts.stop(f"{host.name}-nova-compute")
+    compute.nova_compute_stop(host)
     compute.services_start(host)
 
 

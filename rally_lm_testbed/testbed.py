@@ -168,7 +168,7 @@ def down(quiet: bool = False) -> None:
 
 def set_mode(storage: str | None, tunnelled: str | None,
              policy_changes: dict | None = None, reset_policy: bool = False) -> dict:
-    """Switch storage, tunnelling and/or the migration policy; restarts the computes only.
+    """Switch storage, tunnelling and/or the migration policy; restarts nova-compute only.
 
     ``policy_changes`` names Policy fields to change (the rest keep their
     current values; ``reset_policy`` starts from Nova's defaults instead).
@@ -220,7 +220,7 @@ def _computes_as_configured(wanted: policy.Policy) -> bool:
 def _restart_computes(mode: dict) -> None:
     migration_policy = policy.Policy.from_dict(mode.get("policy"))
     for host in layout.COMPUTES:
-        compute.services_stop(host)
+        compute.nova_compute_stop(host)
     for host in layout.COMPUTES:
         compute.storage_apply(host, mode["storage"])
         compute.nova_compute_configure(host, mode["tunnelled"] == "on", mode["storage"],

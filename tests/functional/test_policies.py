@@ -13,7 +13,7 @@ import statistics
 
 import pytest
 
-from rally_lm_testbed import capture, layout, policy, testbed
+from rally_lm_testbed import capture, hosts, layout, policy, testbed
 from tests.functional.test_testbed import migration_check, record
 
 pytestmark = [pytest.mark.functional, pytest.mark.testbed]
@@ -34,10 +34,22 @@ def policies(testbed_session):
     testbed.set_mode("shared", "off", {}, reset_policy=True)
 
 
+def daemon_pids(daemon: str) -> dict:
+    return {h.name: hosts.running_pid(f"{h.name}-{daemon}") for h in layout.COMPUTES}
+
+
 def run_under(changes: dict, *options: str) -> dict:
     wanted = {"completion_timeout": 5, **changes}
+    before = testbed.read_mode()
+    agents, computes = daemon_pids("linuxbridge-agent"), daemon_pids("nova-compute")
     mode = testbed.set_mode("ceph", "off", wanted, reset_policy=True)
     assert {key: mode["policy"][key] for key in wanted} == wanted
+    # A switch restarts nova-compute to read its new configuration; the
+    # linuxbridge agent, configured the same in every mode, keeps running.
+    restarted = daemon_pids("nova-compute")
+    if mode != before:
+        assert all(restarted[h] != computes[h] for h in restarted), (computes, restarted)
+    assert daemon_pids("linuxbridge-agent") == agents
     return migration_check(*options, "--nova-completion-timeout",
                            str(wanted["completion_timeout"]))
 
