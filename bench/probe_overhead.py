@@ -9,17 +9,28 @@ services run in a child process, so the CPU counted is the probes' alone
     sudo .venv/bin/python bench/probe_overhead.py --vms 6 --seconds 30
 
 Goal (issue 13): at most 5 % of one core for 6 VMs x 100 Hz UDP + ICMP.
-The system share includes work a real network does elsewhere: on loopback
-the kernel delivers each request to the echo service, and answers each
-ICMP echo, inside the probe's own send call.
+On loopback the system share includes work a real network does elsewhere:
+the kernel delivers each request to the echo service, and answers each ICMP
+echo, inside the probe's own send call. ``--network tun`` takes that work
+off the probe, as a NIC would: in a namespace of its own (``rlm-bench``,
+removed afterwards) the targets sit behind a TUN device whose other end is
+a child process answering UDP and ICMP echoes, so the probe's send ends
+when the packet is queued to the device and the reply's delivery is the
+child's. No TCP row there (the child speaks no TCP).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import fcntl
 import multiprocessing
+import os
 import resource
+import select
+import struct
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -55,6 +66,89 @@ def echo_services(targets: list[str], port: int) -> Iterator[None]:
         server.join(10)
 
 
+BENCH_NETNS = "rlm-bench"
+TUN_NAME = "rlmbench0"
+TUN_NET = "10.253.0"
+_TUNSETIFF, _IFF_TUN, _IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
+_CLONE_NEWNET = 0x40000000
+
+
+def enter_bench_namespace() -> None:
+    """Move this process (before any thread or socket) into a fresh namespace of its own."""
+    subprocess.run(["ip", "netns", "delete", BENCH_NETNS], capture_output=True)
+    subprocess.run(["ip", "netns", "add", BENCH_NETNS], check=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{BENCH_NETNS}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns into the bench namespace")
+    finally:
+        os.close(fd)
+    # The namespace lives while this process does; its name goes now.
+    subprocess.run(["ip", "netns", "delete", BENCH_NETNS], check=True)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def echo_reply(packet: bytes, udp_port: int) -> bytes | None:
+    """The reply an echo service would send to this IPv4 packet, or None."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None
+    header = (packet[0] & 0x0F) * 4
+    reply = bytearray(packet)
+    # Swapping the addresses leaves the IP header's checksum as it was.
+    reply[12:16], reply[16:20] = packet[16:20], packet[12:16]
+    if packet[9] == 17 and struct.unpack_from("!H", packet, header + 2)[0] == udp_port:
+        reply[header:header + 4] = packet[header + 2:header + 4] + packet[header:header + 2]
+        reply[header + 6:header + 8] = b"\0\0"  # no UDP checksum (allowed over IPv4)
+        return bytes(reply)
+    if packet[9] == 1 and packet[header] == 8:
+        reply[header] = 0
+        reply[header + 2:header + 4] = b"\0\0"
+        struct.pack_into("!H", reply, header + 2, _checksum(bytes(reply[header:])))
+        return bytes(reply)
+    return None
+
+
+def tun_responder(port: int, ready, stop) -> None:
+    """The far end of the TUN device: answers UDP and ICMP echoes (a child process)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", TUN_NAME.encode(), _IFF_TUN | _IFF_NO_PI))
+    subprocess.run(["ip", "addr", "add", f"{TUN_NET}.1/24", "dev", TUN_NAME], check=True)
+    subprocess.run(["ip", "link", "set", TUN_NAME, "up"], check=True)
+    ready.set()
+    while not stop.is_set():
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        reply = echo_reply(os.read(fd, 65536), port)
+        if reply is not None:
+            os.write(fd, reply)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def tun_network(port: int) -> Iterator[None]:
+    ready, stop = multiprocessing.Event(), multiprocessing.Event()
+    responder = multiprocessing.Process(target=tun_responder, args=(port, ready, stop))
+    responder.start()
+    if not ready.wait(10):
+        responder.kill()
+        raise RuntimeError("the TUN responder did not come up")
+    try:
+        yield
+    finally:
+        stop.set()
+        responder.join(10)
+
+
 def cpu_seconds() -> tuple[float, float]:
     """(user, system) CPU seconds of this process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -68,12 +162,22 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--tcp-rate", type=float, default=102400.0)
     parser.add_argument("--port", type=int, default=7007)
+    parser.add_argument("--network", choices=["loopback", "tun"], default="loopback",
+                        help="loopback echo services, or targets behind a TUN device "
+                             "answered by another process (root)")
     args = parser.parse_args()
-    targets = addresses(args.vms)
+    kinds = [("UDP", False, False), ("UDP + ICMP", True, False)]
+    if args.network == "tun":
+        enter_bench_namespace()
+        targets = [f"{TUN_NET}.{2 + i}" for i in range(args.vms)]
+        network = tun_network(args.port)
+    else:
+        targets = addresses(args.vms)
+        network = echo_services(targets, args.port)
+        kinds.append(("UDP + ICMP + TCP", True, True))
     rows = []
-    with echo_services(targets, args.port):
-        for label, use_icmp, use_tcp in (("UDP", False, False), ("UDP + ICMP", True, False),
-                                         ("UDP + ICMP + TCP", True, True)):
+    with network:
+        for label, use_icmp, use_tcp in kinds:
             probes = [DowntimeProbe(targets, interval=args.interval, protocol="udp",
                                     udp_port=args.port)]
             if use_icmp:
@@ -102,7 +206,8 @@ def main() -> int:
             rows.append((label, (user + system) / wall * 100, user / wall * 100,
                          system / wall * 100, rate, tcp_rate, lost,
                          sum(s.bytes_lost for s in streams)))
-    print(f"{args.vms} targets, {1 / args.interval:.0f} Hz each, {args.seconds:.0f} s per row")
+    print(f"{args.vms} targets over {args.network}, {1 / args.interval:.0f} Hz each, "
+          f"{args.seconds:.0f} s per row")
     print(f"{'probing':<18} {'CPU % of a core':>16} {'user':>6} {'system':>7} "
           f"{'req/s per target':>17} {'TCP B/s per target':>19} {'outages':>8} "
           f"{'TCP bytes lost':>15}")

@@ -97,7 +97,7 @@ class TestbedCells:
         self._switch(cell.storage, cell.tunnelling, wanted)
 
     def _switch(self, storage: str, tunnelled: str, wanted_policy: dict) -> bool:
-        """Set the testbed's mode unless it is in it already (a switch restarts the computes)."""
+        """Set the testbed's mode unless it is in it already (a switch restarts nova-compute)."""
         mode = self.testbed.read_mode()
         if (mode["storage"], mode["tunnelled"], mode["policy"]) == (
                 storage, tunnelled, wanted_policy):

@@ -148,6 +148,18 @@ class _ProbeResults:
     failures: dict[str, tuple[float, str]]
 
 
+def _classify_forced(record: MigrationRecord, libvirt: list[hypervisor.DomainEvent]) -> None:
+    """Call a completed migration whose copy was forced (post-copy, paused) ``timeout_forced``.
+
+    Nobody asked the API to force it, so Nova's completion timeout did.
+    """
+    forced_by_api = any(e.get("event") == "compute_live_migration_force_complete"
+                        for e in record.events)
+    if record.outcome == "completed" and not forced_by_api \
+            and phases.copy_mode(libvirt, record.source) != "pre-copy":
+        record.outcome, record.timeout_by = "timeout_forced", "nova"
+
+
 def _skipped(vm: WorkloadVM, source: str, target: str, direction: str,
              reason: str) -> MigrationRecord:
     return MigrationRecord(server_id=vm.id, vm=vm.name, direction=direction, source=source,
@@ -186,6 +198,7 @@ class Evacuation:
         #: The round trip under way: readable even if round_trip() raised.
         self.trip = RoundTrip()
         self._udp: DowntimeProbe | None = None
+        self._listeners: dict[str, hypervisor.DomainEventListener] = {}
 
     def round_trip(self) -> RoundTrip:
         self.trip = trip = RoundTrip()
@@ -208,6 +221,7 @@ class Evacuation:
         listeners = {host: hypervisor.DomainEventListener(uri, host).start()
                      for host, uri in self.hypervisor_uris.items()
                      if host in (self.source, self.target)}
+        self._listeners = listeners
         try:
             for direction, src, dst in (("out", self.source, self.target),
                                         ("back", self.target, self.source)):
@@ -221,6 +235,7 @@ class Evacuation:
                 time.sleep(self.probes.settle)
             results = self._stop_probes(trip, udp, icmp, icmp_error, tcp)
             events: list[hypervisor.DomainEvent] = []
+            self._listeners = {}
             for listener in listeners.values():
                 events += listener.stop()
                 if listener.error:
@@ -363,6 +378,12 @@ class Evacuation:
             self._ask_hypervisor(record, vm, source, target)
         except Exception as exc:  # noqa: BLE001 - a measurement error, recorded as such
             record.measurements["hypervisor"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if vm.instance_name and self._listeners:
+            # The events read so far already tell a forced completion: say so on
+            # the progress line (the round trip's end reads them all again).
+            seen = [e for listener in self._listeners.values() for e in listener.events()]
+            _classify_forced(record, phases.domain_events(
+                seen, vm.instance_name, record.started_at - 1.0, record.finished_at + 1.0))
         self._report(record)
         return record
 
@@ -452,12 +473,7 @@ class Evacuation:
                 record.measurements.get("hypervisor"),
                 lambda wall: results.clock.to_monotonic(wall) - record.window[0])
             record.measurements["copy"] = copy
-            forced_by_api = any(e.get("event") == "compute_live_migration_force_complete"
-                                for e in record.events)
-            if record.outcome == "completed" and copy["mode"] != "pre-copy" \
-                    and not forced_by_api:
-                # Nobody asked Nova to force it: its completion timeout did.
-                record.outcome, record.timeout_by = "timeout_forced", "nova"
+            _classify_forced(record, libvirt)
         paused_at = results.clock.to_monotonic(paused) if paused is not None else None
         # An aborted or failed job leaves the guest where it was: no switchover.
         switched_over = (record.running_on or record.final_host) != record.source

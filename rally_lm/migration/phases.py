@@ -151,6 +151,19 @@ def build(record: Any, clock: ProbeClock, libvirt: list[DomainEvent],
 COPY_MODES = ("pre-copy", "post-copy", "paused")
 
 
+def _first_lifecycle(events: list[DomainEvent], detail: str) -> DomainEvent | None:
+    return next((e for e in events if e.kind == "lifecycle" and e.detail == detail), None)
+
+
+def copy_mode(libvirt: list[DomainEvent], source: str) -> str:
+    """``post-copy``, ``paused`` (forced without post-copy) or ``pre-copy``: see copy_outcome."""
+    on_source = [e for e in libvirt if e.host == source]
+    if _first_lifecycle(on_source, "Suspended Post-copy") is not None:
+        return "post-copy"
+    return "paused" if _first_lifecycle(on_source, "Suspended Paused") is not None \
+        else "pre-copy"
+
+
 def copy_outcome(libvirt: list[DomainEvent], source: str, target: str,
                 job: dict[str, Any] | None, hyper: dict[str, Any] | None,
                 to_call: Any) -> dict[str, Any]:
@@ -168,12 +181,10 @@ def copy_outcome(libvirt: list[DomainEvent], source: str, target: str,
     ``to_call`` maps a wall time to seconds since the API call.
     """
     on_source = [e for e in libvirt if e.host == source]
-    switch = next((e for e in on_source if e.kind == "lifecycle"
-                   and e.detail == "Suspended Post-copy"), None)
-    forced_pause = next((e for e in on_source if e.kind == "lifecycle"
-                         and e.detail == "Suspended Paused"), None)
+    switch = _first_lifecycle(on_source, "Suspended Post-copy")
+    forced_pause = _first_lifecycle(on_source, "Suspended Paused")
     result: dict[str, Any] = {
-        "mode": "post-copy" if switch else "paused" if forced_pause else "pre-copy",
+        "mode": copy_mode(libvirt, source),
         "events_seen": bool(libvirt),
         "max_throttle_percent": _peak_throttle(job, hyper),
         "postcopy_requests": (hyper or {}).get("postcopy_requests"),

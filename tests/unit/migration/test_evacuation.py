@@ -269,14 +269,18 @@ def test_novas_switch_to_post_copy_is_a_forced_completion(cloud, monkeypatch):
         def start(self):
             return self
 
-        def stop(self):
-            out = next(r for r in evac.trip.records if r.vm == "vm0" and r.direction == "out")
-            if self.host != "hv1":
+        def events(self):
+            # While the round trip runs: what virsh has printed so far.
+            if self.host != "hv1" or not migrated:
                 return []
+            out = migrated[0]
             return [hypervisor.DomainEvent(out.started_at + 0.2, "hv1", "instance-vm0",
                                            "lifecycle", "Suspended Post-copy"),
                     hypervisor.DomainEvent(out.started_at + 0.35, "hv1", "instance-vm0",
                                            "job-completed", "", {"downtime": 20})]
+
+        def stop(self):
+            return self.events()
 
     class Sampler:
         def __init__(self, uri, name, interval, clock):
@@ -300,12 +304,25 @@ def test_novas_switch_to_post_copy_is_a_forced_completion(cloud, monkeypatch):
     driver = MigrationDriver(adapter, MigrationPolicy(status_grace=3.0, timeout=30))
     probes = ProbeSettings(interval=0.01, udp_port=port, tcp_port=port, tcp_rate_bytes=10240,
                            settle=0.3, dirty_rate_seconds=0, icmp=False)
-    evac = Evacuation(driver, vms, "hv1", "hv2", probes, pause=0.2, hypervisor_uris=uris)
+    migrated = []
+    migrate = driver.migrate
+
+    def remembered(*args):
+        migrated.append(migrate(*args))
+        return migrated[-1]
+
+    monkeypatch.setattr(driver, "migrate", remembered)
+    lines = []
+    evac = Evacuation(driver, vms, "hv1", "hv2", probes, pause=0.2, hypervisor_uris=uris,
+                      progress=lambda r, _p: lines.append((r.vm, r.direction, r.outcome)))
     trip = evac.round_trip()
     by_key = {(r["vm"], r["direction"]): r for r in rows(trip)}
     forced = by_key[("vm0", "out")]
     assert (forced["outcome"], forced["timeout_by"], forced["copy_mode"]) == (
         "timeout_forced", "nova", "post-copy")
+    # The progress line, printed before the round trip's end, says so too.
+    assert ("vm0", "out", "timeout_forced") in lines
+    assert ("vm1", "out", "completed") in lines
     assert round(forced["postcopy_ms"]) == 150
     assert forced["throttle_max_pct"] == 25
     assert by_key[("vm1", "out")]["copy_mode"] == "pre-copy"
