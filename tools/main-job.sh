@@ -25,6 +25,6 @@ echo
 echo "The seed's whole study (12 cells + a volume-backed one, 6 VMs x 2 round trips,"
 echo "about 1.5-2 hours here; resumable):"
 echo "  .venv/bin/rally-lm study --out study"
-echo "Migration policies (5 policies x 3 dirty rates over a shaped link, 27-34 min here):"
+echo "Migration policies (5 policies x 3 dirty rates over a shaped link, 24 min here):"
 echo "  .venv/bin/rally-lm study --matrix policies --out policies"
 exit "$status"

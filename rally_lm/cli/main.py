@@ -141,7 +141,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--round-trips", type=int,
                         help="round trips per cell (the seed: 20; default 2 for the seed's "
                              "matrix, which fits the testbed's 45-minute budget; 1 for the "
-                             "policy sweep, 27-34 minutes here)")
+                             "policy sweep, 24 minutes here)")
     parser.add_argument("--cells", nargs="*", metavar="PATTERN",
                         help="only cells matching, e.g. ceph-off or large")
     parser.add_argument("--no-volume-cell", action="store_true",
