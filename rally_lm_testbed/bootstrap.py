@@ -7,6 +7,7 @@ keystoneauth session, so nothing here depends on a client library's quirks.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import sys
@@ -114,9 +115,17 @@ def register_services() -> dict:
     return {"registered": sorted(SERVICES), "rally_user": layout.RALLY_USER}
 
 
-def wait_computes(timeout: float = 240.0) -> dict:
+def wait_computes(since: str | None = None, timeout: float = 240.0) -> dict:
     """Until both nova-compute services are up, and the linuxbridge agents of both
-    computes and of the network node and its L3 agent alive."""
+    computes and of the network node and its L3 agent alive.
+
+    ``since`` (seconds since the epoch, as a string: a command-line argument)
+    is when the old nova-compute processes had exited: a service counts as up
+    only once it reported after that. The stopped process's last report keeps Nova saying
+    "up" for a minute, while the new one still starts - and a new one errors
+    out every instance it finds building when it gets there.
+    """
+    stopped = float(since) if since is not None else None
     sess = admin_session()
     wanted = {h.name for h in layout.COMPUTES}
     bridged = wanted | {layout.NETWORK_NODE.name}
@@ -130,7 +139,8 @@ def wait_computes(timeout: float = 240.0) -> dict:
             state = {"error": str(exc)}
             time.sleep(2)
             continue
-        up = {s["host"] for s in services if s["state"] == "up" and s["status"] == "enabled"}
+        up = {s["host"] for s in services if s["state"] == "up" and s["status"] == "enabled"
+              and (stopped is None or _reported_after(s, stopped))}
         alive = {a["host"] for a in agents
                  if a["alive"] and a["agent_type"] == "Linux bridge agent"}
         l3 = {a["host"] for a in agents if a["alive"] and a["agent_type"] == "L3 agent"}
@@ -140,6 +150,19 @@ def wait_computes(timeout: float = 240.0) -> dict:
             return state
         time.sleep(2)
     raise TimeoutError(f"computes not ready after {timeout:.0f}s: {state}")
+
+
+def _reported_after(service: dict, moment: float) -> bool:
+    """Whether Nova's service record was updated in a later second than ``moment``.
+
+    Whole seconds: Nova's database keeps no fractions, so a report in the same
+    second as ``moment`` cannot be told from one just before it. Its times are UTC.
+    """
+    updated = service.get("updated_at")
+    if not updated:
+        return False
+    when = datetime.datetime.fromisoformat(updated.rstrip("Z"))
+    return int(when.replace(tzinfo=datetime.UTC).timestamp()) > int(moment)
 
 
 def wait_hypervisors(timeout: float = 120.0) -> dict:

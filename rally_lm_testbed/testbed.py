@@ -139,9 +139,10 @@ def up() -> float:
     return elapsed
 
 
-def wait_computes() -> None:
+def wait_computes(since: float | None = None) -> None:
+    """Until Nova lists both computes up (with ``since``: reporting after that moment)."""
     try:
-        log(f"  {bootstrap('wait-computes')}")
+        log(f"  {bootstrap('wait-computes', *([repr(since)] if since is not None else []))}")
     except RuntimeError as exc:
         dead = [d for d in all_daemons() if not hosts.running_pid(d)]
         details = "".join(f"\n--- {d} ---\n{hosts.tail(hosts.log_file(d))}" for d in dead)
@@ -200,14 +201,14 @@ def set_mode(storage: str | None, tunnelled: str | None,
             raise RuntimeError(f"cannot switch storage with guests running: {guests}; "
                                "delete the servers first")
     try:
-        _restart_computes(new)
+        stopped = _restart_computes(new)
     except Exception:
         _restart_computes(mode)  # leave the testbed as it was
         raise
     write_mode(new)
     log(f"mode: storage={new['storage']} tunnelled={new['tunnelled']} "
         f"policy={wanted.name()} link={wanted.link_mbit or 'unshaped'}; waiting for computes")
-    wait_computes()
+    wait_computes(since=stopped)
     return new
 
 
@@ -217,16 +218,19 @@ def _computes_as_configured(wanted: policy.Policy) -> bool:
     return running and all(policy.link_shaped_as(h, wanted.link_mbit) for h in layout.COMPUTES)
 
 
-def _restart_computes(mode: dict) -> None:
+def _restart_computes(mode: dict) -> float:
+    """Restart both nova-computes in ``mode``; when the old ones had exited (epoch seconds)."""
     migration_policy = policy.Policy.from_dict(mode.get("policy"))
     for host in layout.COMPUTES:
         compute.nova_compute_stop(host)
+    stopped = time.time()
     for host in layout.COMPUTES:
         compute.storage_apply(host, mode["storage"])
         compute.nova_compute_configure(host, mode["tunnelled"] == "on", mode["storage"],
                                        migration_policy)
         policy.shape_link(host, migration_policy.link_mbit)
         compute.services_start(host)
+    return stopped
 
 
 def guests_on(host: layout.Host) -> list[str]:

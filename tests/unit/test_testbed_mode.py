@@ -35,3 +35,14 @@ def test_the_link_at_the_policys_rate_on_both_hosts(computes):
     assert not testbed._computes_as_configured(policy.Policy(link_mbit=160))
     computes["links"]["hv1"] = {"shaped": False}
     assert not testbed._computes_as_configured(policy.Policy(link_mbit=160))
+
+
+def test_a_compute_counts_as_restarted_only_after_reporting_in_a_later_second():
+    from rally_lm_testbed import bootstrap
+
+    stopped = 1796405667.8  # 2026-12-04T17:34:27.8Z
+    # The old process's last report, in the same second: Nova keeps no fractions.
+    assert not bootstrap._reported_after({"updated_at": "2026-12-04T17:34:27.000000"}, stopped)
+    assert not bootstrap._reported_after({"updated_at": "2026-12-04T17:33:59.000000"}, stopped)
+    assert not bootstrap._reported_after({"updated_at": None}, stopped)
+    assert bootstrap._reported_after({"updated_at": "2026-12-04T17:34:28.000000"}, stopped)
