@@ -34,7 +34,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from rally_lm.probes.downtime import DowntimeProbe
+from rally_lm.probes.downtime import DowntimeProbe, _checksum
 from rally_lm.probes.echo_server import EchoServer
 from rally_lm.probes.tcp_continuity import TcpContinuityProbe
 from rally_lm.probes.timeline import find_disruptions
@@ -87,15 +87,6 @@ def enter_bench_namespace() -> None:
     # The namespace lives while this process does; its name goes now.
     subprocess.run(["ip", "netns", "delete", BENCH_NETNS], check=True)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 def echo_reply(packet: bytes, udp_port: int) -> bytes | None:

@@ -121,9 +121,9 @@ def wait_computes(since: str | None = None, timeout: float = 240.0) -> dict:
 
     ``since`` (seconds since the epoch, as a string: a command-line argument)
     is when the old nova-compute processes had exited: a service counts as up
-    only once it reported after that. The stopped process's last report keeps Nova saying
-    "up" for a minute, while the new one still starts - and a new one errors
-    out every instance it finds building when it gets there.
+    only once it reported after that. The stopped process's last report keeps
+    Nova saying "up" for a minute while the new one still starts - and the new
+    one errors out every instance it finds building when it gets there.
     """
     stopped = float(since) if since is not None else None
     sess = admin_session()

@@ -151,17 +151,22 @@ def build(record: Any, clock: ProbeClock, libvirt: list[DomainEvent],
 COPY_MODES = ("pre-copy", "post-copy", "paused")
 
 
-def _first_lifecycle(events: list[DomainEvent], detail: str) -> DomainEvent | None:
-    return next((e for e in events if e.kind == "lifecycle" and e.detail == detail), None)
+def _forcing(libvirt: list[DomainEvent],
+             source: str) -> tuple[DomainEvent | None, DomainEvent | None]:
+    """The source's switch to post-copy and its forced pause, where libvirt reported them."""
+    def first(detail: str) -> DomainEvent | None:
+        return next((e for e in libvirt if e.host == source and e.kind == "lifecycle"
+                     and e.detail == detail), None)
+    return first("Suspended Post-copy"), first("Suspended Paused")
 
 
 def copy_mode(libvirt: list[DomainEvent], source: str) -> str:
     """``post-copy``, ``paused`` (forced without post-copy) or ``pre-copy``: see copy_outcome."""
-    on_source = [e for e in libvirt if e.host == source]
-    if _first_lifecycle(on_source, "Suspended Post-copy") is not None:
-        return "post-copy"
-    return "paused" if _first_lifecycle(on_source, "Suspended Paused") is not None \
-        else "pre-copy"
+    return _mode(*_forcing(libvirt, source))
+
+
+def _mode(switch: DomainEvent | None, forced_pause: DomainEvent | None) -> str:
+    return "post-copy" if switch else "paused" if forced_pause else "pre-copy"
 
 
 def copy_outcome(libvirt: list[DomainEvent], source: str, target: str,
@@ -181,10 +186,9 @@ def copy_outcome(libvirt: list[DomainEvent], source: str, target: str,
     ``to_call`` maps a wall time to seconds since the API call.
     """
     on_source = [e for e in libvirt if e.host == source]
-    switch = _first_lifecycle(on_source, "Suspended Post-copy")
-    forced_pause = _first_lifecycle(on_source, "Suspended Paused")
+    switch, forced_pause = _forcing(libvirt, source)
     result: dict[str, Any] = {
-        "mode": copy_mode(libvirt, source),
+        "mode": _mode(switch, forced_pause),
         "events_seen": bool(libvirt),
         "max_throttle_percent": _peak_throttle(job, hyper),
         "postcopy_requests": (hyper or {}).get("postcopy_requests"),
