@@ -43,7 +43,7 @@ from rally_lm.probes.anatomy import (
     reply_silences,
     switchover_silence,
 )
-from rally_lm.probes.downtime import DowntimeProbe, ProbeError
+from rally_lm.probes.downtime import DowntimeProbe, ProbeError, start_together
 from rally_lm.probes.records import ProbeClock, TargetTimeline, TcpContinuity
 from rally_lm.probes.tcp_continuity import TcpContinuityProbe
 from rally_lm.probes.timeline import (
@@ -214,10 +214,9 @@ class Evacuation:
                if self.probes.tcp_port else None)
         if tcp is not None:
             tcp.start()
-        udp.start()
+        # One thread for both: the probes' cost is mostly its wake-ups.
+        start_together([udp] + ([icmp] if icmp is not None else []))
         self._udp = udp
-        if icmp is not None:
-            icmp.start()
         listeners = {host: hypervisor.DomainEventListener(uri, host).start()
                      for host, uri in self.hypervisor_uris.items()
                      if host in (self.source, self.target)}

@@ -27,7 +27,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rally_lm.probes.records import ProbeClock, TargetTimeline
 
@@ -38,6 +38,8 @@ _MAGIC = b"RLMP"
 _ICMP_ECHO_REQUEST = 8
 _ICMP_ECHO_REPLY = 0
 _ICMP_HEADER = struct.Struct("!BBHHH")
+#: A whole echo request: the ICMP header, then the payload.
+_ICMP_ECHO = struct.Struct("!BBHHH4sIII")
 
 
 class ProbeError(Exception):
@@ -57,10 +59,33 @@ def _checksum(data: bytes) -> int:
     words = _WORDS.get(len(data))
     if words is None:
         words = _WORDS[len(data)] = struct.Struct(f"!{len(data) // 2}H")
-    total = sum(words.unpack(data))
+    return _fold(sum(words.unpack(data)))
+
+
+def _fold(total: int) -> int:
+    """The Internet checksum (RFC 1071) of 16-bit words summing to ``total``."""
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
+
+
+def _echo_checksum_base(token: int, index: int) -> int:
+    """The sum of an echo request's words that do not change with the sequence number."""
+    request = _ICMP_HEADER.pack(_ICMP_ECHO_REQUEST, 0, 0, token & 0xFFFF, 0) \
+        + _PAYLOAD.pack(_MAGIC, token, index, 0)
+    return sum(struct.unpack(f"!{len(request) // 2}H", request))
+
+
+def _icmp_echo_request(token: int, index: int, seq: int, base: int) -> bytes:
+    """Echo request ``seq`` to target ``index``; ``base`` is its _echo_checksum_base.
+
+    The checksum is the base plus the sequence number's words (once in the
+    header, 16 bits, once in the payload, 32): this runs 100 times a second
+    per target, and _checksum's sum over the packet's words costs more.
+    """
+    checksum = _fold(base + 2 * (seq & 0xFFFF) + (seq >> 16))
+    return _ICMP_ECHO.pack(_ICMP_ECHO_REQUEST, 0, checksum, token & 0xFFFF, seq & 0xFFFF,
+                           _MAGIC, token, index, seq)
 
 
 def open_icmp_socket() -> tuple[socket.socket, str]:
@@ -157,6 +182,10 @@ class DowntimeProbe:
         self.transport = ""
         self._token = int.from_bytes(os.urandom(4), "big")
         self._index = {addr: i for i, addr in enumerate(self.addresses)}
+        self._destinations = [(addr, udp_port if protocol == "udp" else 0)
+                              for addr in self.addresses]
+        self._checksum_bases = [_echo_checksum_base(self._token, i)
+                                for i in range(len(self.addresses))]
         self._sock = self._open_socket()
         self.clock = ProbeClock.now()
         self._timelines = [
@@ -164,8 +193,7 @@ class DowntimeProbe:
             for t in self.targets
         ]
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: _ProbeThread | None = None
         self.failure: BaseException | None = None
         #: When the probe thread failed (monotonic): later records are incomplete.
         self.failed_at: float | None = None
@@ -197,21 +225,18 @@ class DowntimeProbe:
     # -- life cycle ---------------------------------------------------------
 
     def start(self) -> DowntimeProbe:
-        self.clock = ProbeClock.now()
-        for timeline in self._timelines:
-            timeline.clock = self.clock
-        self._thread = threading.Thread(target=self._run, name="downtime-probe", daemon=True)
-        self._thread.start()
+        start_together([self])
         return self
 
     def stop(self, raise_on_failure: bool = True) -> list[TargetTimeline]:
         """Stop probing; the timelines, up to ``failed_at`` if the probe thread failed.
 
         With ``raise_on_failure`` a failed probe raises ProbeError instead.
+        Probes started together stop together: the first stop ends the
+        shared thread (after the longest ``reply_timeout`` among them).
         """
-        self._stopping.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.stop()
         self._sock.close()
         if self.failure is not None and raise_on_failure:
             raise ProbeError(f"downtime probe failed: {self.failure}") from self.failure
@@ -237,39 +262,147 @@ class DowntimeProbe:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._thread is not None and not self._stopping.is_set():
+        if self._thread is not None and not self._thread.stopping.is_set():
             self.stop()
 
-    # -- the loop -----------------------------------------------------------
+    # -- one round, called by the probe thread -------------------------------
+
+    def _send_and_record(self) -> None:
+        sent = self._send_round(len(self.addresses))
+        with self._lock:
+            for timeline, sent_at in zip(self._timelines, sent, strict=True):
+                timeline.sent.append(sent_at)
+                timeline.received.append(math.nan)
+
+    def _send_round(self, count: int) -> list[float]:
+        """Send every target its next request; when each was sent."""
+        return [self._send(index) for index in range(count)]
+
+    def _send(self, index: int) -> float:
+        """Send target ``index`` its next request; when it was sent (recorded by the caller)."""
+        timeline = self._timelines[index]
+        seq = len(timeline.sent)
+        if self.protocol == "icmp":
+            packet = _icmp_echo_request(self._token, index, seq, self._checksum_bases[index])
+        else:
+            packet = _PAYLOAD.pack(_MAGIC, self._token, index, seq)
+        # Stamped before the call: the reply's kernel timestamp can come before
+        # sendto returns (loopback), and a round trip is never negative.
+        sent_at = time.monotonic()
+        try:
+            self._sock.sendto(packet, self._destinations[index])
+        except OSError as exc:
+            if exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EAGAIN,
+                                 errno.ENOBUFS, errno.EHOSTDOWN, errno.ECONNREFUSED):
+                raise
+            timeline.errors += 1
+        return sent_at
+
+    def _receive_all(self) -> None:
+        replies = []
+        receive = self._sock.recvmsg
+        while True:
+            try:
+                data, ancillary, _flags, (address, _port) = receive(2048, _ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionRefusedError:
+                # ICMP port unreachable from a UDP target: counts as no reply.
+                continue
+            replies.append((data, address, ancillary))
+        if not replies:
+            return
+        # Read after the last datagram, so none arrived later than this.
+        monotonic_now, wall_now = time.monotonic(), time.time()
+        with self._lock:
+            for data, address, ancillary in replies:
+                self._record_reply(data, address,
+                                   arrival_time(ancillary, monotonic_now, wall_now))
+
+    def _record_reply(self, data: bytes, address: str, now: float) -> None:
+        """Record one reply (the caller holds the lock while the probe runs)."""
+        offset = 0
+        if self.protocol == "icmp":
+            if self.transport == "raw":
+                offset = (data[0] & 0x0F) * 4
+            if len(data) < offset + _ICMP_HEADER.size + _PAYLOAD.size \
+                    or data[offset] != _ICMP_ECHO_REPLY:
+                return
+            offset += _ICMP_HEADER.size
+        if len(data) < offset + _PAYLOAD.size:
+            return
+        magic, token, index, seq = _PAYLOAD.unpack_from(data, offset)
+        if magic != _MAGIC or token != self._token or self._index.get(address) != index:
+            return
+        timeline = self._timelines[index]
+        if seq >= len(timeline.received):
+            return
+        if timeline.received[seq] == timeline.received[seq]:  # not NaN: a duplicate
+            timeline.duplicates += 1
+        else:
+            timeline.received[seq] = now
+
+
+def start_together(probes: Sequence[DowntimeProbe]) -> None:
+    """Start probes of the same interval on one thread, e.g. UDP and ICMP.
+
+    Probing costs the host mostly per wake-up (about 0.5 % of a core for each
+    100 Hz thread on the benchmark host, bench/probe_overhead.py), so two
+    transports at one rate cost one wake-up a round instead of two. The
+    probes share one clock reading, and a probe that fails stops alone: the
+    others keep probing.
+    """
+    if not probes:
+        raise ProbeError("no probe to start")
+    if len({probe.interval for probe in probes}) > 1:
+        raise ProbeError("probes started together need the same interval")
+    if any(probe._thread is not None for probe in probes):
+        raise ProbeError("a probe can be started only once")
+    thread = _ProbeThread(probes)
+    for probe in probes:
+        probe._thread = thread
+    thread.start()
+
+
+class _ProbeThread:
+    """The thread that sends each round and reads the replies of one or more probes."""
+
+    def __init__(self, probes: Sequence[DowntimeProbe]) -> None:
+        self.probes = list(probes)
+        self.interval = self.probes[0].interval
+        self.reply_timeout = max(probe.reply_timeout for probe in self.probes)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="downtime-probe", daemon=True)
+
+    def start(self) -> None:
+        clock = ProbeClock.now()
+        for probe in self.probes:
+            probe.clock = clock
+            for timeline in probe._timelines:
+                timeline.clock = clock
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join()
 
     def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:  # noqa: BLE001 - surfaced by stop()
-            self.failed_at = time.monotonic()
-            self.failure = exc
-
-    def _loop(self) -> None:
-        count = len(self.addresses)
-        # One round of requests, one per target, each interval: the thread wakes
-        # once per round instead of once per request (its CPU cost is mostly
-        # wake-ups), and requests to different targets never queue behind each
-        # other anywhere but in this socket's send buffer (microseconds).
+        # One round of requests, one per target and probe, each interval: the
+        # thread wakes once per round instead of once per request (its CPU cost
+        # is mostly wake-ups), and requests to different targets never queue
+        # behind each other anywhere but in a socket's send buffer (microseconds).
+        active = self.probes
         next_send = time.monotonic()
         stop_at = None
-        while True:
+        while active:
             now = time.monotonic()
-            if stop_at is None and self._stopping.is_set():
+            if stop_at is None and self.stopping.is_set():
                 stop_at = now + self.reply_timeout
             if stop_at is not None:
                 if now >= stop_at:
                     break
             elif now >= next_send:
-                sent = self._send_round(count)
-                with self._lock:
-                    for timeline, sent_at in zip(self._timelines, sent, strict=True):
-                        timeline.sent.append(sent_at)
-                        timeline.received.append(math.nan)
+                active = _each(active, DowntimeProbe._send_and_record)
                 next_send += self.interval
                 if now - next_send > self.interval:
                     # Starved of CPU: skip ahead; the send times show the gap.
@@ -280,69 +413,19 @@ class DowntimeProbe:
             delay = wake - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            self._receive_all()
+            active = _each(active, DowntimeProbe._receive_all)
 
-    def _send_round(self, count: int) -> list[float]:
-        """Send every target its next request; when each was sent."""
-        return [self._send(index) for index in range(count)]
 
-    def _send(self, index: int) -> float:
-        """Send target ``index`` its next request; when it was sent (recorded by the caller)."""
-        timeline = self._timelines[index]
-        seq = len(timeline.sent)
-        payload = _PAYLOAD.pack(_MAGIC, self._token, index, seq)
-        if self.protocol == "icmp":
-            header = _ICMP_HEADER.pack(_ICMP_ECHO_REQUEST, 0, 0, self._token & 0xFFFF, seq & 0xFFFF)
-            checksum = _checksum(header + payload)
-            packet = _ICMP_HEADER.pack(
-                _ICMP_ECHO_REQUEST, 0, checksum, self._token & 0xFFFF, seq & 0xFFFF
-            ) + payload
-            destination = (self.addresses[index], 0)
-        else:
-            packet = payload
-            destination = (self.addresses[index], self.udp_port)
-        # Stamped before the call: the reply's kernel timestamp can come before
-        # sendto returns (loopback), and a round trip is never negative.
-        sent_at = time.monotonic()
+def _each(probes: list[DowntimeProbe], step: Callable[[DowntimeProbe], None]
+          ) -> list[DowntimeProbe]:
+    """Run ``step`` for every probe; those it raised for are failed and left out."""
+    alive = []
+    for probe in probes:
         try:
-            self._sock.sendto(packet, destination)
-        except OSError as exc:
-            if exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EAGAIN,
-                                 errno.ENOBUFS, errno.EHOSTDOWN, errno.ECONNREFUSED):
-                raise
-            timeline.errors += 1
-        return sent_at
-
-    def _receive_all(self) -> None:
-        while True:
-            try:
-                data, ancillary, _flags, (address, _port) = self._sock.recvmsg(
-                    2048, _ANCILLARY_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionRefusedError:
-                # ICMP port unreachable from a UDP target: counts as no reply.
-                continue
-            self._record_reply(data, address, arrival_time(ancillary, time.monotonic(),
-                                                           time.time()))
-
-    def _record_reply(self, data: bytes, address: str, now: float) -> None:
-        if self.protocol == "icmp":
-            if self.transport == "raw":
-                data = data[(data[0] & 0x0F) * 4:]
-            if len(data) < _ICMP_HEADER.size + _PAYLOAD.size or data[0] != _ICMP_ECHO_REPLY:
-                return
-            data = data[_ICMP_HEADER.size:]
-        if len(data) < _PAYLOAD.size:
-            return
-        magic, token, index, seq = _PAYLOAD.unpack_from(data)
-        if magic != _MAGIC or token != self._token or self._index.get(address) != index:
-            return
-        timeline = self._timelines[index]
-        with self._lock:
-            if seq >= len(timeline.received):
-                return
-            if timeline.received[seq] == timeline.received[seq]:  # not NaN: a duplicate
-                timeline.duplicates += 1
-            else:
-                timeline.received[seq] = now
+            step(probe)
+        except Exception as exc:  # noqa: BLE001 - surfaced by the probe's stop()
+            probe.failed_at = time.monotonic()
+            probe.failure = exc
+        else:
+            alive.append(probe)
+    return alive

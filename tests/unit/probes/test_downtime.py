@@ -11,7 +11,10 @@ from rally_lm.probes.downtime import (
     DowntimeProbe,
     ProbeError,
     _checksum,
+    _echo_checksum_base,
+    _icmp_echo_request,
     arrival_time,
+    start_together,
 )
 from rally_lm.probes.echo_server import EchoServer
 from rally_lm.probes.timeline import find_disruptions
@@ -23,6 +26,19 @@ def test_icmp_checksum_of_known_packet():
     value = _checksum(header)
     data = header[:2] + value.to_bytes(2, "big") + header[4:]
     assert _checksum(data) == 0
+
+
+@pytest.mark.parametrize("token", [0, 0x89ABCDEF, 0xFFFFFFFF])
+@pytest.mark.parametrize("index", [0, 5, 0xFFFF])
+@pytest.mark.parametrize("seq", [0, 1, 0xFFFF, 0x10000, 0x1FFFE, 0xFFFFFFFF])
+def test_an_echo_requests_checksum_holds_for_every_sequence_number(token, index, seq):
+    packet = _icmp_echo_request(token, index, seq, _echo_checksum_base(token, index))
+    # A packet carrying its checksum sums to zero (RFC 1071).
+    assert _checksum(packet) == 0
+    kind, code, _checksum_field, ident, seq16, magic, token_, index_, seq_ = struct.unpack(
+        "!BBHHH4sIII", packet)
+    assert (kind, code, ident, seq16) == (8, 0, token & 0xFFFF, seq & 0xFFFF)
+    assert (magic, token_, index_, seq_) == (b"RLMP", token, index, seq)
 
 
 @pytest.mark.parametrize(
@@ -150,6 +166,40 @@ def test_a_failed_probe_keeps_its_timelines_and_says_when():
     assert timeline.sent[-1] <= probe.failed_at
     with pytest.raises(ProbeError, match="downtime probe failed"):
         probe.stop()
+
+
+def test_probes_started_together_share_a_thread_and_fail_alone():
+    server = EchoServer().start()
+    try:
+        kept, failing = (DowntimeProbe(["127.0.0.1"], interval=0.005, protocol="udp",
+                                       udp_port=server.udp_port, reply_timeout=0.1)
+                         for _ in range(2))
+        start_together([kept, failing])
+        assert kept._thread is failing._thread and kept.clock == failing.clock
+        time.sleep(0.2)
+        failing._sock.close()  # one probe's socket goes away under the thread
+        time.sleep(0.3)
+        (failed,) = failing.stop(raise_on_failure=False)
+        (timeline,) = kept.stop()
+    finally:
+        server.stop()
+    assert failing.failure is not None and kept.failure is None
+    assert failed.sent[-1] <= failing.failed_at
+    # The other probe went on probing after the failure, every request answered.
+    assert sum(1 for s in timeline.sent if s > failing.failed_at) >= 20
+    assert timeline.replies == len(timeline.sent)
+
+
+def test_probes_started_together_need_one_interval_and_start_once():
+    fast, slow = (DowntimeProbe(["127.0.0.1"], interval=interval, protocol="udp", udp_port=7)
+                  for interval in (0.01, 0.02))
+    with pytest.raises(ProbeError, match="same interval"):
+        start_together([fast, slow])
+    fast.start()
+    with pytest.raises(ProbeError, match="only once"):
+        start_together([fast])
+    fast.stop()
+    slow._sock.close()
 
 
 def timestamp(wall: float) -> list[tuple[int, int, bytes]]:

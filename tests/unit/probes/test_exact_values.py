@@ -165,8 +165,8 @@ def test_leaving_a_with_block_stops_the_probe():
     server = EchoServer().start()
     try:
         with _udp_probe(server.udp_port, reply_timeout=0.05) as probe:
-            assert probe._thread.is_alive()
-        assert not probe._thread.is_alive() and probe._sock.fileno() == -1
+            assert probe._thread.thread.is_alive()
+        assert not probe._thread.thread.is_alive() and probe._sock.fileno() == -1
     finally:
         server.stop()
 
@@ -176,7 +176,7 @@ def test_leaving_a_with_block_does_not_stop_a_stopped_probe_again():
     try:
         with _udp_probe(server.udp_port, reply_timeout=0.05) as probe:
             probe._sock.close()  # the probe thread fails on its next send
-            probe._thread.join(2)
+            probe._thread.thread.join(2)
             probe.stop(raise_on_failure=False)
         # Stopping again would raise the failure a second time.
         assert probe.failure is not None
@@ -188,7 +188,7 @@ def test_a_probe_never_started_is_left_alone_by_exit():
     probe = _udp_probe()
     try:
         probe.__exit__(None, None, None)
-        assert probe._sock.fileno() != -1 and not probe._stopping.is_set()
+        assert probe._sock.fileno() != -1 and probe._thread is None
     finally:
         probe._sock.close()
 
