@@ -214,7 +214,7 @@ class Evacuation:
                if self.probes.tcp_port else None)
         if tcp is not None:
             tcp.start()
-        # One thread for both: the probes' cost is mostly its wake-ups.
+        # One thread for both: a second one would cost wake-ups of its own.
         start_together([udp] + ([icmp] if icmp is not None else []))
         self._udp = udp
         listeners = {host: hypervisor.DomainEventListener(uri, host).start()
