@@ -125,8 +125,17 @@ def test_a_duplicate_reply_keeps_the_first_arrival():
     probe = make_probe()
     probe._record_reply(reply(probe, 0, 1), "127.0.0.1", 100.002)
     probe._record_reply(reply(probe, 0, 1), "127.0.0.1", 100.050)
+    probe._record_reply(reply(probe, 0, 1), "127.0.0.1", 100.070)
     timeline = probe._timelines[0]
-    assert timeline.received[1] == 100.002 and timeline.duplicates == 1
+    assert timeline.received[1] == 100.002 and timeline.duplicates == 2
+    probe._sock.close()
+
+
+def test_a_reply_to_the_request_not_yet_recorded_is_ignored():
+    probe = make_probe()
+    sent = len(probe._timelines[0].received)
+    probe._record_reply(reply(probe, 0, sent), "127.0.0.1", 100.002)  # sequence numbers start at 0
+    assert len(probe._timelines[0].received) == sent
     probe._sock.close()
 
 
@@ -193,13 +202,73 @@ def test_probes_started_together_share_a_thread_and_fail_alone():
 def test_probes_started_together_need_one_interval_and_start_once():
     fast, slow = (DowntimeProbe(["127.0.0.1"], interval=interval, protocol="udp", udp_port=7)
                   for interval in (0.01, 0.02))
-    with pytest.raises(ProbeError, match="same interval"):
+    with pytest.raises(ProbeError, match="^no probe to start$"):
+        start_together([])
+    with pytest.raises(ProbeError, match="^probes started together need the same interval$"):
         start_together([fast, slow])
     fast.start()
-    with pytest.raises(ProbeError, match="only once"):
+    with pytest.raises(ProbeError, match="^a probe can be started only once$"):
         start_together([fast])
     fast.stop()
     slow._sock.close()
+
+
+def test_the_probe_thread_reads_the_clock_and_never_keeps_the_process_alive():
+    probe = DowntimeProbe(["127.0.0.1"], interval=0.01, protocol="udp", udp_port=7,
+                          reply_timeout=0.01)
+    before = time.monotonic()
+    probe.start()
+    thread = probe._thread.thread
+    assert (thread.name, thread.daemon) == ("downtime-probe", True)
+    assert before <= probe.clock.monotonic <= time.monotonic()
+    assert probe._timelines[0].clock is probe.clock
+    probe.stop(raise_on_failure=False)
+
+
+def test_stopping_waits_for_the_longest_reply_timeout_of_the_probes_together():
+    quick, patient = (DowntimeProbe([address], interval=0.01, protocol="udp", udp_port=7,
+                                    reply_timeout=timeout)
+                      for address, timeout in (("127.0.0.1", 0.05), ("127.0.0.2", 0.4)))
+    start_together([quick, patient])
+    time.sleep(0.05)
+    started = time.monotonic()
+    quick.stop(raise_on_failure=False)
+    waited = time.monotonic() - started
+    patient.stop(raise_on_failure=False)
+    assert 0.4 <= waited < 2.0
+    # No request is sent while the last replies are awaited.
+    assert max(t.sent[-1] for p in (quick, patient) for t in p._timelines) < started + 0.02
+
+
+def test_replies_are_timed_by_the_kernel_not_by_when_the_round_reads_them():
+    # At 5 Hz the thread reads each reply about 200 ms after it arrived.
+    server = EchoServer().start()
+    try:
+        probe = DowntimeProbe(["127.0.0.1"], interval=0.2, protocol="udp",
+                              udp_port=server.udp_port, reply_timeout=0.3)
+        probe.start()
+        time.sleep(1.0)
+        (timeline,) = probe.stop()
+    finally:
+        server.stop()
+    round_trips = [r - s for s, r in zip(timeline.sent, timeline.received, strict=True)]
+    assert len(round_trips) >= 4
+    assert max(round_trips) < 0.05
+
+
+def test_icmp_echo_on_loopback_is_fully_answered_by_the_kernel():
+    try:
+        probe = DowntimeProbe(["127.0.0.1", "127.0.0.2"], interval=0.01, protocol="icmp",
+                              reply_timeout=0.2)
+    except ProbeError as exc:
+        pytest.skip(str(exc))
+    probe.start()
+    time.sleep(0.3)
+    timelines = probe.stop()
+    for timeline in timelines:
+        assert len(timeline.sent) >= 20
+        assert timeline.replies == len(timeline.sent)
+        assert timeline.errors == 0 and timeline.duplicates == 0
 
 
 def timestamp(wall: float) -> list[tuple[int, int, bytes]]:
