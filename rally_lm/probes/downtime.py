@@ -406,8 +406,10 @@ class _ProbeThread:
                 active = _each(active, DowntimeProbe._send_and_record)
                 next_send += self.interval
                 if now - next_send > self.interval:
-                    # Starved of CPU: skip ahead; the send times show the gap.
-                    next_send = now
+                    # Starved of CPU: skip ahead rather than send the missed
+                    # rounds in a burst (the send times show the gap); the
+                    # round just sent went out at ``now``.
+                    next_send = now + self.interval
             # Replies carry the kernel's receive time, so reading them once a
             # round loses nothing; waking for each one would cost a wake-up each.
             wake = stop_at if stop_at is not None else next_send
