@@ -3,6 +3,9 @@
 Sends are scheduled on the monotonic clock (``ping -i 0.01`` manages only ~85
 requests/s on a loaded 2-core host), every send and reply time is recorded,
 and the analysis in :mod:`rally_lm.probes.timeline` works on those records.
+A thread late by more than an interval (starved of CPU) skips the rounds it
+missed instead of sending them in a burst: the gap in the send times is the
+probe's blind spot, and the analysis states its resolution from those gaps.
 
 Transports:
 
@@ -405,10 +408,10 @@ class _ProbeThread:
             elif now >= next_send:
                 active = _each(active, DowntimeProbe._send_and_record)
                 next_send += self.interval
-                if now - next_send > self.interval:
-                    # Starved of CPU: skip ahead rather than send the missed
-                    # rounds in a burst (the send times show the gap); the
-                    # round just sent went out at ``now``.
+                if next_send <= now:
+                    # Starved of CPU for an interval or more: skip the rounds
+                    # missed rather than send them in a burst (the send times
+                    # show the gap); the round just sent went out at ``now``.
                     next_send = now + self.interval
             # Replies carry the kernel's receive time, so reading them once a
             # round loses nothing; waking for each one would cost a wake-up each.

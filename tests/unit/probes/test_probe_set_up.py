@@ -243,10 +243,18 @@ def test_a_stalled_thread_skips_ahead_instead_of_sending_a_burst(monkeypatch):
     assert clock.sleeps == [INTERVAL] * 8 + [REPLY_TIMEOUT]
 
 
-def test_a_thread_late_by_less_than_an_interval_catches_up_on_schedule(monkeypatch):
+def test_a_thread_late_by_less_than_an_interval_keeps_its_schedule(monkeypatch):
     sent, _clock = run_on_fake_clock(monkeypatch, stall_at=2, stall=INTERVAL / 2,
                                      stop_after=6)
     start = 1024.0
     # The late round goes out late, the next one on the original schedule.
     assert sent == [start, start + INTERVAL, start + 2.5 * INTERVAL] + [
         start + i * INTERVAL for i in range(3, 6)]
+
+
+def test_a_thread_late_by_exactly_an_interval_sends_one_round_not_two(monkeypatch):
+    sent, _clock = run_on_fake_clock(monkeypatch, stall_at=2, stall=INTERVAL, stop_after=5)
+    start = 1024.0
+    # Round 2, due at 2 intervals, goes out at 3, and the schedule restarts
+    # from there: never two requests at one instant.
+    assert sent == [start + i * INTERVAL for i in (0, 1, 3, 4, 5)]
