@@ -69,6 +69,30 @@ def cell_args(base: dict, cell: matrix.StudyCell, vms: int, round_trips: int,
     return args
 
 
+#: How long an aborted task may take to clean up (delete its VMs) before it is killed.
+ABORT_WAIT_S = 300.0
+
+
+def stop_task(proc: subprocess.Popen, output: str, abort) -> None:
+    """Stop a ``rally task start`` the study started: abort its task, so Rally's
+    cleanup deletes the VMs, and wait for it; kill it only if it does not end."""
+    match = re.search(r"Task ([0-9a-f-]{36})", output)
+    if proc.poll() is not None:
+        return
+    print("rally-lm study: interrupted; aborting the running Rally task "
+          f"{match.group(1) if match else '(not started yet)'}", file=sys.stderr, flush=True)
+    if match:
+        try:
+            abort(match.group(1))
+        except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+            print(f"rally-lm study: rally task abort failed: {exc}", file=sys.stderr)
+    try:
+        proc.wait(timeout=ABORT_WAIT_S if match else 10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class TestbedCells:
     """Runs cells on the embedded testbed: its mode, its probe namespace, its Rally."""
 
@@ -117,6 +141,10 @@ class TestbedCells:
     def start(self, args_file: Path) -> subprocess.Popen:
         return self.rally_runner.start_task(TEMPLATE, args_file)
 
+    def stop(self, proc: subprocess.Popen, output: str) -> None:
+        stop_task(proc, output, lambda uuid: self.rally_runner.rally(
+            "task", "abort", "--uuid", uuid, check=False, timeout=120))
+
     def collect(self, output: str, code: int, args_file: Path, out: Path):
         return self.rally_runner.collect(output, code, args_file, out)
 
@@ -140,8 +168,11 @@ class CloudCells:
                                  str(args_file)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
+    def stop(self, proc: subprocess.Popen, output: str) -> None:
+        stop_task(proc, output, lambda uuid: subprocess.run(
+            [self.rally, "task", "abort", "--uuid", uuid], capture_output=True, timeout=120))
+
     def collect(self, output: str, code: int, args_file: Path, out: Path):
-        import re
         from types import SimpleNamespace
 
         log = out / f"{args_file.stem}.log"
@@ -196,11 +227,15 @@ def run(args: argparse.Namespace) -> int:
         probing["icmp_probe"] = args.icmp == "on"
     if args.tcp_rate is not None:
         probing["tcp_rate_bytes"] = args.tcp_rate
+    # What makes two runs one study; which of its cells to run now (--cells) does not.
     settings = {"matrix": "policies" if policies else "seed", "vms": args.vms,
                 "round_trips": args.round_trips, "cloud": args.cloud,
-                "cells": [c.name for c in cells], "disk_fill_percent": args.disk_fill_percent,
-                "probing": probing}
-    state = StudyState.load(out / "study.json", settings)
+                "disk_fill_percent": args.disk_fill_percent, "probing": probing}
+    try:
+        state = StudyState.load(out / "study.json", settings)
+    except ValueError as exc:
+        print(f"rally-lm study: {exc}", file=sys.stderr)
+        return 2
     runner = CloudCells() if cloud_base else TestbedCells()
     flavors = dict(zip(matrix.FLAVORS, args.flavors.split(","), strict=True)) \
         if args.flavors else {f: f"lm.{f}" for f in matrix.FLAVORS}
@@ -264,14 +299,21 @@ def run_cell(runner, cell: matrix.StudyCell, index: int, count: int, base: dict,
     runner.prepare(cell)
     proc = runner.start(args_file)
     lines, seen = [], 0
-    for line in proc.stdout:
-        lines.append(line)
-        event = parse(line)
-        if event:
-            seen += 1
-            progress.seen()
-            print(progress.line(cell.name, index, count, event), flush=True)
-    code = proc.wait()
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            event = parse(line)
+            if event:
+                seen += 1
+                progress.seen()
+                print(progress.line(cell.name, index, count, event), flush=True)
+        code = proc.wait()
+    except BaseException:
+        # Ctrl-C, or the study itself failed: Rally runs in a session of its own
+        # (Ctrl-C reaches only the study), so stop its task before anything else
+        # (the mode restored under a running task would change what it measures).
+        runner.stop(proc, "".join(lines))
+        raise
     # Migrations the cell never got to (a failed set-up) leave the estimate.
     progress.planned -= matrix.planned_migrations(cell, args.vms, args.round_trips) - seen
     run = runner.collect("".join(lines), code, args_file, out / "rally")

@@ -151,12 +151,14 @@ class NovaAdapter:
         ]
 
     def delete(self, server_id: str) -> None:
+        """Delete a server; one already gone is no error."""
         from novaclient import exceptions as nova_exc
 
         try:
-            self._nova.servers.delete(server_id)
-        except nova_exc.NotFound:
-            return
+            self._wrap(self._nova.servers.delete, server_id)
+        except NovaError as exc:
+            if not isinstance(exc.__cause__, nova_exc.NotFound):
+                raise
 
     def console_output(self, server_id: str, lines: int | None = None) -> str:
         """The server's console log (what the agent printed, among others)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import math
 import os
 import queue
 import threading
@@ -88,6 +89,9 @@ def line(measurement: str, tags: dict[str, object], fields: dict[str, object],
         elif isinstance(value, int):
             text = f"{value}i"
         elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"field {key} of {measurement} is {value!r}: line protocol "
+                                 "has no such number")
             text = repr(value)
         else:
             text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -297,14 +301,19 @@ class InfluxExporter:
         keep += self._deliver(lines[middle:], replay)
         return keep
 
-    def _keep(self, lines: list[str], target: Path | None = None) -> None:
-        """Spool lines; if even that fails they are dropped, and the export fails."""
+    def _keep(self, lines: list[str], target: Path | None = None,
+              held_in: Path | None = None) -> bool:
+        """Spool lines; if even that fails the export fails, and the lines are dropped
+        unless ``held_in`` still holds them."""
         try:
             self.spool.append(lines, target)
+            return True
         except OSError as exc:
-            self.stats.dropped += len(lines)
             self.stats.failed = True
             self.stats.last_error = f"spool {target or self.spool.path}: {exc}"
+            if held_in is None:
+                self.stats.dropped += len(lines)
+            return False
 
     def _count(self, sent: int, replay: bool) -> None:
         if replay:
@@ -322,8 +331,11 @@ class InfluxExporter:
                     keep += chunk  # the server is unreachable: keep order, stop trying
                     continue
                 keep += self._deliver(chunk, replay=True)
-            self._keep(keep)
-            taken.unlink()
+            # Unable to put the rest back (a full disk): the file taken aside still
+            # holds it and a later replay takes it over. Lines it holds that were
+            # sent meanwhile are sent again: the same point overwrites itself.
+            if self._keep(keep, held_in=taken):
+                taken.unlink()
 
 
 def _classify(exc: Exception, token: str) -> SendError:

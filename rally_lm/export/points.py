@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from rally_lm.migration.driver import MigrationRecord
+from rally_lm.migration.table import MIGRATION_COLUMNS, migration_row
 
 Point = tuple[str, dict[str, Any], dict[str, Any], float]
 
@@ -16,8 +18,6 @@ def migration_points(record: MigrationRecord, tags: dict[str, Any]) -> Iterator[
     Fields are the Migrations table's columns (rally_lm.task.output), so a
     dashboard and the Rally report show the same definitions.
     """
-    from rally_lm.task.output import MIGRATION_COLUMNS, migration_row
-
     base = {**tags, "vm": record.vm, "direction": record.direction,
             "source_host": record.source, "target_host": record.target}
     row = dict(zip(MIGRATION_COLUMNS, migration_row(record), strict=True))
@@ -27,6 +27,13 @@ def migration_points(record: MigrationRecord, tags: dict[str, Any]) -> Iterator[
                                                              "throttle_max_pct")}
     fields = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool)
                   and k.endswith(("_ms", "_s", "_mib")) else v) for k, v in fields.items()}
+    # An outage that never ended (the guest did not answer again) has no number in
+    # line protocol: named instead, so a dashboard can tell it from "not measured".
+    unbounded = sorted(k for k, v in fields.items() if isinstance(v, float)
+                       and not math.isfinite(v))
+    fields = {k: v for k, v in fields.items() if k not in unbounded}
+    if unbounded:
+        fields["unbounded"] = ",".join(unbounded)
     fields["succeeded"] = record.succeeded
     # How the copy ended and whose timeout acted: few values, so tags to group by.
     extra = {k: row[k] for k in ("copy_mode", "timeout_by") if row[k] is not None}

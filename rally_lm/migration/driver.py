@@ -466,8 +466,11 @@ def classify(record: MigrationRecord, migration: dict | None,
         if not on_target:
             return "stale_status", (f"Nova says completed but the server is "
                                     f"{server['status']} on {server['host']}")
-        return ("timeout_forced", None) if record.timeout_action == "force_complete" \
-            else ("completed", None)
+        # Forced only if Nova accepted the force: a refused one (still preparing)
+        # may be followed by a migration that completed by itself.
+        forced = record.timeout_action == "force_complete" and \
+            record.action_accepted_after is not None
+        return ("timeout_forced", None) if forced else ("completed", None)
     if not on_source:
         return "stale_status", (f"Nova says {status} but the server is {server['status']} "
                                 f"on {server['host']}")

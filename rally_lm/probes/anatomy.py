@@ -238,7 +238,10 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
         recovered = float(sent[-1]) + interval
     recovered = max(recovered, silence.end)
 
-    boundaries = [first, int(np.searchsorted(sent, path_back))]
+    # Each boundary is a send: known to the gap before it (a starved probe
+    # thread widens one), the silence's start, the first through, the path back.
+    boundaries = [first, int(np.searchsorted(sent, first_through)),
+                  int(np.searchsorted(sent, path_back))]
     return OutageAnatomy(
         protocol=timeline.protocol, client_downtime_ms=client * 1000.0,
         source_stall_ms=(stall_end - silence.start) * 1000.0, pause_ms=pause * 1000.0,

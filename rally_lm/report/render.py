@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,12 @@ def bar_chart(title: str, unit: str, rows: list[tuple[str, dict]]) -> str:
     width, left, bar, gap = 760, 260, 12, 14
     height = 40 + len(rows) * (3 * bar + gap) + 20
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="{title}">',
-             f'<text x="0" y="16" font-size="14" font-weight="bold">{title} ({unit})</text>']
+             f'role="img" aria-label="{escape(title)}">',
+             f'<text x="0" y="16" font-size="14" font-weight="bold">{escape(title)} '
+             f'({escape(unit)})</text>']
     y = 32
     for label, stats in rows:
-        parts.append(f'<text x="0" y="{y + 2 * bar}" font-size="12">{label}</text>')
+        parts.append(f'<text x="0" y="{y + 2 * bar}" font-size="12">{escape(label)}</text>')
         for i, key in enumerate(("p50", "p95", "max")):
             value = stats[key]
             length = 0 if value is None else (width - left - 80) * value / top
@@ -54,7 +56,7 @@ def bar_chart(title: str, unit: str, rows: list[tuple[str, dict]]) -> str:
             parts.append(f'<rect x="{left}" y="{y + i * bar}" width="{length:.1f}" '
                          f'height="{bar - 2}" fill="{COLORS[key]}"/>')
             parts.append(f'<text x="{left + length + 4:.1f}" y="{y + i * bar + bar - 3}" '
-                         f'font-size="10">{key} {shown}</text>')
+                         f'font-size="10">{key} {escape(shown)}</text>')
         y += 3 * bar + gap
     parts.append("</svg>")
     return "".join(parts)
@@ -85,7 +87,7 @@ def anatomy_chart(rows: list[tuple[str, dict]]) -> str:
         x += 120
     y = 44
     for label, anatomy in drawn:
-        parts.append(f'<text x="0" y="{y + bar - 3}" font-size="12">{label}</text>')
+        parts.append(f'<text x="0" y="{y + bar - 3}" font-size="12">{escape(label)}</text>')
         x = float(left)
         for key, colour in ANATOMY_COLORS.items():
             value = anatomy[key]["p50"] or 0.0
@@ -141,8 +143,9 @@ def scatter_chart(title: str, unit: str, points: dict[str, list[tuple[float, flo
         return top + plot_h * (1 - y / y_top)
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="{title}">',
-             f'<text x="0" y="16" font-size="14" font-weight="bold">{title} ({unit})</text>',
+             f'role="img" aria-label="{escape(title)}">',
+             f'<text x="0" y="16" font-size="14" font-weight="bold">{escape(title)} '
+             f'({escape(unit)})</text>',
              f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" '
              f'y2="{top + plot_h}" stroke="#333"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>',
@@ -159,11 +162,11 @@ def scatter_chart(title: str, unit: str, points: dict[str, list[tuple[float, flo
         colour = POLICY_COLORS[index % len(POLICY_COLORS)]
         parts.append(f'<circle cx="{left + plot_w + 20}" cy="{top + 6 + 16 * index}" r="5" '
                      f'fill="{colour}"/><text x="{left + plot_w + 30}" '
-                     f'y="{top + 10 + 16 * index}" font-size="11">{policy}</text>')
+                     f'y="{top + 10 + 16 * index}" font-size="11">{escape(policy)}</text>')
         for x, y, ok in series:
             fill = colour if ok else "none"
             parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{fill}" '
-                         f'stroke="{colour}"><title>{policy}: {x:.2f}, {y:.1f} {unit}'
+                         f'stroke="{colour}"><title>{escape(policy)}: {x:.2f}, {y:.1f} {unit}'
                          f'{"" if ok else " (did not succeed)"}</title></circle>')
     parts.append(f'<text x="{left + plot_w + 20}" y="{top + 16 * len(points) + 16}" '
                  'font-size="10">hollow: did not succeed</text></svg>')
@@ -210,7 +213,7 @@ def render(cells: list[Cell], out_dir: Path, note: str = "", baseline: list | No
            not_run: dict[str, str] | None = None,
            title: str = "Live migration: storage x tunnelling x flavor") -> tuple[Path, Path]:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                             autoescape=jinja2.select_autoescape(["html"]),
+                             autoescape=jinja2.select_autoescape(["html", "html.j2"]),
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
     env.filters["spread"] = _spread

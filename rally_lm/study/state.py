@@ -43,13 +43,20 @@ class StudyState:
 
     @classmethod
     def load(cls, path: Path, settings: dict[str, Any]) -> StudyState:
-        """The state of a study in ``path``; a fresh one if absent or of other settings."""
-        if path.exists():
-            data = json.loads(path.read_text())
-            if data.get("settings") == settings:
-                return cls(settings=settings, started=data["started"],
-                           cells={k: CellResult(**v) for k, v in data["cells"].items()})
-        return cls(settings=settings)
+        """The state of the study in ``path``; a fresh one if there is none.
+
+        A study of other settings there is never overwritten: ValueError says so.
+        """
+        if not path.exists():
+            return cls(settings=settings)
+        data = json.loads(path.read_text())
+        if data.get("settings") != settings:
+            differ = sorted(k for k in {**settings, **data.get("settings", {})}
+                            if settings.get(k) != data.get("settings", {}).get(k))
+            raise ValueError(f"{path} holds a study with other settings ({', '.join(differ)}"
+                             f" differ); choose another --out, or remove it to start over")
+        return cls(settings=settings, started=data["started"],
+                   cells={k: CellResult(**v) for k, v in data["cells"].items()})
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

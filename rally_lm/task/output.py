@@ -38,8 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from rally_lm.migration.driver import NEVER_STARTED, SUCCEEDED, MigrationRecord
+from rally_lm.migration.driver import NEVER_STARTED, SUCCEEDED
 from rally_lm.migration.evacuation import RoundTrip
+from rally_lm.migration.table import (  # noqa: F401 - the table's contract, here too
+    MIGRATION_COLUMNS,
+    _num,
+    disk_copy_seen,
+    migration_row,
+)
 from rally_lm.task import timeline_chart
 
 MIGRATIONS_TITLE = "Migrations"
@@ -50,79 +56,12 @@ GUEST_TITLE = "Workload (inside the guests)"
 #: (Hyndman & Fan type 7).
 PERCENTILE_METHOD = "linear"
 MIN_FOR_P95 = 20
-MIGRATION_COLUMNS = [
-    "vm", "direction", "source", "target", "outcome", "timeout_by", "duration_s",
-    "nova_completed_s",
-    "client_downtime_ms", "source_stall_ms", "pause_ms", "convergence_ms", "resume_lag_ms",
-    "recovery_tail_ms",
-    "stall_ms", "path_down_ms",
-    "network_downtime_ms", "icmp_client_downtime_ms", "icmp_resume_lag_ms",
-    "fixed_ip_client_downtime_ms",
-    "hypervisor_downtime_ms", "hypervisor_total_ms", "pause_vs_hypervisor_ms", "iterations",
-    "memory_mib", "dirty_rate_mib_s", "copy_mode", "postcopy_ms", "throttle_max_pct", "lost",
-    "late", "held", "tcp_max_stall_ms", "tcp_resets", "disk_copy_seen", "resolution_ms",
-    "running_on", "error",
-]
 PER_VM_COLUMNS = [
     "vm", "planned", "succeeded", "duration p50 s", "duration max s", "downtime n",
     "downtime p50 ms", "downtime p95 ms", "downtime max ms", "TCP longest stall ms",
     "TCP bytes lost", "TCP bytes corrupted", "TCP resets", "TCP connection kept",
     "collateral outages",
 ]
-
-
-def _num(value: Any) -> float | None:
-    return None if value is None else round(float(value), 3)
-
-
-def disk_copy_seen(record: MigrationRecord) -> bool:
-    progress = any((p.get("disk_total_bytes") or 0) > 0 for p in record.progress)
-    block_jobs = any(e.get("kind", "").startswith("block-job")
-                     for e in record.measurements.get("libvirt_events", []))
-    return progress or block_jobs
-
-
-def _errors(record: MigrationRecord) -> str:
-    parts = [record.error] if record.error else []
-    for view in ("network", "hypervisor", "tcp", "icmp", "dirty_rate"):
-        error = record.measurements.get(view, {}).get("error")
-        if error and view != "icmp":
-            parts.append(f"{view}: {error}")
-    return "; ".join(parts)
-
-
-def migration_row(record: MigrationRecord) -> list[Any]:
-    network = record.measurements.get("network", {})
-    anatomy = network.get("anatomy", {})
-    icmp = record.measurements.get("icmp", {}).get("anatomy", {})
-    hyper = record.measurements.get("hypervisor", {})
-    tcp = record.measurements.get("tcp", {})
-    dirty = record.measurements.get("dirty_rate", {})
-    copy = record.measurements.get("copy", {})
-    memory = hyper.get("memory_bytes")
-    never = record.outcome in NEVER_STARTED
-    return [
-        record.vm, record.direction, record.source, record.target, record.outcome,
-        record.timeout_by, None if never else _num(record.duration),
-        _num(record.nova_completed_after),
-        _num(network.get("client_downtime_ms")), _num(anatomy.get("source_stall_ms")),
-        _num(anatomy.get("pause_ms")),
-        _num(anatomy.get("convergence_ms")), _num(anatomy.get("resume_lag_ms")),
-        _num(anatomy.get("recovery_tail_ms")), _num(network.get("stall_ms")),
-        _num(anatomy.get("path_down_ms")),
-        _num(network.get("downtime_ms")),
-        _num(record.measurements.get("icmp", {}).get("client_downtime_ms")),
-        _num(icmp.get("resume_lag_ms")),
-        _num(record.measurements.get("network_fixed", {}).get("client_downtime_ms")),
-        _num(hyper.get("downtime_ms")), _num(hyper.get("total_ms")),
-        _num(network.get("pause_vs_hypervisor_ms")), hyper.get("iterations"),
-        None if memory is None else round(memory / 2**20, 3), _num(dirty.get("mib_per_s")),
-        copy.get("mode"), _num(copy.get("postcopy_ms")), copy.get("max_throttle_percent"),
-        network.get("lost"), network.get("late"), anatomy.get("held"),
-        _num(tcp.get("max_stall_ms")), tcp.get("resets"), disk_copy_seen(record),
-        _num(anatomy.get("resolution_ms", network.get("resolution_ms"))), record.running_on,
-        _errors(record),
-    ]
 
 
 def stats(values: list[float]) -> dict[str, float | int | None]:

@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 LINE = re.compile(r"^[^\s,#][^\s]*(?<!\\) [^\s]+=[^\s]+( \d+)?$")
+#: A field value InfluxDB's parser refuses: line protocol has no inf or NaN.
+NOT_A_NUMBER = re.compile(r"=[-+]?(inf|nan)\b", re.IGNORECASE)
 
 
 class FakeInflux:
@@ -74,7 +76,8 @@ class FakeInflux:
                     return self._answer(404, "not found",
                                         f'bucket "{query.get("bucket")}" not found')
                 lines = [ln for ln in body.splitlines() if ln.strip()]
-                bad = next((ln for ln in lines if not LINE.match(ln)), None)
+                bad = next((ln for ln in lines if not LINE.match(ln)
+                            or NOT_A_NUMBER.search(ln.split(" ")[1])), None)
                 if bad is not None:
                     return self._answer(400, "invalid", f"unable to parse '{bad}': bad line")
                 with fake._lock:

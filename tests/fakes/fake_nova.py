@@ -109,14 +109,17 @@ class FakeNova:
     def plan(self, server_id: str, *plans: Plan) -> None:
         self.plans.setdefault(server_id, []).extend(plans)
 
-    def fail(self, method: str, path: str, status: int = 503, times: int = 1) -> None:
+    def fail(self, method: str, path: str, status: int = 503, times: int = 1,
+             after: float | None = None) -> None:
         """Answer the next ``times`` requests matching ``path`` with ``status`` (a flapping
-        nova-api behind a load balancer answers 503 with a plain error body)."""
-        self.faults.append([method, re.compile(path), status, times])
+        nova-api behind a load balancer answers 503 with a plain error body); with
+        ``after``, only requests made from that (fake) time on."""
+        self.faults.append([method, re.compile(path), status, times, after])
 
     def _injected(self, method: str, path: str) -> int | None:
         for fault in self.faults:
-            if fault[0] == method and fault[3] > 0 and fault[1].search(path):
+            if fault[0] == method and fault[3] > 0 and fault[1].search(path) and \
+                    (fault[4] is None or self.clock() >= fault[4]):
                 fault[3] -= 1
                 return fault[2]
         return None

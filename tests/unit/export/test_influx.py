@@ -1,6 +1,7 @@
 """The InfluxDB exporter against FakeInflux (documented write-API behaviour)."""
 
 import multiprocessing
+import os
 import threading
 import time
 
@@ -180,3 +181,29 @@ def test_the_next_replay_sends_what_an_interrupted_one_left(influx, tmp_path):
     stats = replay_spool(settings(influx), spool.path)
     assert (stats.replayed, stats.spooled) == (5, 0)
     assert len(influx.points) == 5
+
+
+def test_a_replay_that_cannot_spool_again_keeps_every_line(influx, tmp_path, monkeypatch):
+    # Defect of c38f188: with the server down and the disk full, the replay counted
+    # the lines it could not put back as dropped, then deleted the file holding them.
+    spool = tmp_path / "t.lp"
+    Spool(spool).append([line(*point(i)) for i in range(10)])
+    influx.down = True
+
+    def disk_full(self, lines, target=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Spool, "append", disk_full)
+    stats = replay_spool(settings(influx), spool)
+    monkeypatch.undo()
+    held = [ln for f in tmp_path.glob("t.lp*") if not f.name.endswith((".lock", ".rejected"))
+            for ln in f.read_text().splitlines() if ln]
+    assert sorted(held) == sorted(line(*point(i)) for i in range(10))
+    assert stats.dropped == 0 and stats.spooled == 10
+    assert "No space left on device" in stats.last_error
+    # Once the server is back, the next replay sends them (the file was kept aside).
+    influx.down = False
+    for kept in tmp_path.glob("t.lp.replaying-*"):
+        os.utime(kept, (0, 0))  # as if abandoned long ago
+    again = replay_spool(settings(influx), spool)
+    assert again.replayed == 10 and sorted(influx.points) == sorted(held)

@@ -344,3 +344,15 @@ def test_a_pause_soon_after_the_silence_began_leaves_no_source_stall():
     anatomy = dissect(timeline, silence, resumed_at=100.28, paused_at=100.205)
     assert anatomy.source_stall_ms == 0.0
     assert anatomy.pause_ms == pytest.approx(80.0)
+
+
+def test_resolution_covers_the_send_gap_before_the_first_request_through():
+    # Defect of c38f188: requests 10-12 lost, the probe thread starved for 300 ms,
+    # request 13 got through (the pause ends there), 14-15 lost (convergence),
+    # 16 on answered. The pause's end is known to 300 ms, not to one interval.
+    sent = [100.0 + i * 0.01 for i in range(13)] + [100.42 + i * 0.01 for i in range(20)]
+    replies = [True] * 10 + [None] * 3 + [0.06] + [None] * 2 + [True] * 17
+    _silence, anatomy = whole(make_timeline(replies, sent=sent))
+    assert anatomy.first_through == pytest.approx(100.42)
+    assert anatomy.path_back == pytest.approx(100.45)
+    assert anatomy.resolution_ms == pytest.approx(300.0)

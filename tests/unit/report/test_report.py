@@ -247,3 +247,19 @@ def test_vms_not_named_by_lm_workload_keep_the_task_whole():
     kept = cells.split_by_dirty_rate(cells.dataclasses.replace(cell, migrations=renamed),
                                      [4, 16])
     assert len(kept) == 1 and kept[0].drains == cell.drains
+
+
+def test_the_comparison_html_escapes_reasons_labels_and_notes(tmp_path):
+    # Defect of c38f188: select_autoescape(["html"]) does not match comparison.html.j2,
+    # so a failure reason, a label or --note went into the page as markup.
+    import dataclasses
+
+    evil = "<script>alert(1)</script>"
+    cell = cells.load(FIXTURES)[0]
+    migrations = [dict(cell.migrations[0], outcome="error", error=f"libvirt said {evil}")]
+    hostile = dataclasses.replace(cell, storage=evil, migrations=migrations,
+                                  labels={**cell.labels, "storage": evil})
+    html, _markdown = render.render([hostile], tmp_path, note=f"note {evil}")
+    page = html.read_text()
+    assert evil not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -58,8 +58,11 @@ def test_state_survives_a_rerun_with_the_same_settings_only(tmp_path):
     again = StudyState.load(path, settings)
     assert again.done("ceph-off-small") and not again.done("local-on-small")
     assert again.cells["ceph-off-small"].migrations == 24
-    # Other settings: another study, nothing reused.
-    assert StudyState.load(path, {"vms": 1, "round_trips": 1}).cells == {}
+    # Other settings: another study, refused rather than overwritten.
+    with pytest.raises(ValueError) as caught:
+        StudyState.load(path, {"vms": 1, "round_trips": 1})
+    assert str(caught.value) == (f"{path} holds a study with other settings (round_trips, "
+                                 "vms differ); choose another --out, or remove it to start over")
     # A report that went away: the cell is run again.
     report.unlink()
     assert not StudyState.load(path, settings).done("ceph-off-small")
@@ -275,3 +278,93 @@ def test_the_policy_sweeps_note_is_read_from_its_args_files(tmp_path):
     policy("fast", 32)
     assert "its allowed downtime up to 500 ms in 10 steps 6 s apart; up to 500 ms in 10 " \
         "steps 150 s apart" in study_cmd.policy_sweep_note(tmp_path)
+
+
+# -- defects of c38f188 ---------------------------------------------------------------------
+
+def study_args(tmp_path, cells=None, **extra):
+    return argparse.Namespace(out=str(tmp_path / "out"), cloud=None, vms=6, round_trips=2,
+                              cells=cells, no_volume_cell=False, disk_fill_percent=0,
+                              flavors=None, baseline=None, baseline_source=None, note="",
+                              probe_interval=None, icmp=None, tcp_rate=None, matrix="seed",
+                              **extra)
+
+
+class RecordingRunner:
+    """Stands in for TestbedCells: records what the study asked of it."""
+
+    testbed = True
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def prepare(self, cell):
+        self.calls.append(("prepare", cell.name))
+
+    def restore(self):
+        self.calls.append(("restore",))
+
+
+def test_a_selection_after_a_whole_study_keeps_the_other_cells(tmp_path, monkeypatch):
+    # `--cells X` after a full study made a new study (the selection was part of its
+    # settings) and overwrote study.json: the other cells left the state and the comparison.
+    from rally_lm_testbed import netns
+
+    monkeypatch.setattr(netns, "require_root", lambda why: None)
+    monkeypatch.setattr(study_cmd, "TestbedCells", lambda: RecordingRunner([]))
+    compared = []
+    monkeypatch.setattr(study_cmd, "finish",
+                        lambda state, out, args: compared.append(sorted(state.cells)) or 0)
+
+    def measured(runner, cell, index, count, base, args, flavors, out, *rest):
+        report = out / f"{cell.name}.json"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("{}")
+        return CellResult(cell.name, status="done", json=str(report), migrations=24)
+
+    monkeypatch.setattr(study_cmd, "run_cell", measured)
+    assert study_cmd.run(study_args(tmp_path)) == 0
+    everything = sorted(c.name for c in matrix.seed_matrix())
+    assert compared[-1] == everything
+    assert study_cmd.run(study_args(tmp_path, cells=["ceph-off-large"])) == 0
+    state = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert sorted(state["cells"]) == everything
+    assert compared[-1] == everything
+
+
+def test_ctrl_c_stops_the_rally_task_before_the_mode_is_restored(tmp_path, monkeypatch):
+    # Rally runs in its own session (so Ctrl-C reaches the study only): the study
+    # must stop that task itself before it switches the testbed's mode back.
+    from rally_lm_testbed import netns
+
+    calls = []
+
+    class Interrupted:
+        def __iter__(self):
+            yield "Task 0f1e2d3c-aaaa-bbbb-cccc-123456789abc: started\n"
+            raise KeyboardInterrupt
+
+    class Proc:
+        stdout = Interrupted()
+
+        def poll(self):
+            return None
+
+        def wait(self, timeout=None):
+            return 0
+
+    class Runner(RecordingRunner):
+        def start(self, args_file):
+            self.calls.append(("start", args_file.stem))
+            return Proc()
+
+        def stop(self, proc, output):
+            self.calls.append(("stop", output))
+
+    monkeypatch.setattr(netns, "require_root", lambda why: None)
+    monkeypatch.setattr(study_cmd, "TestbedCells", lambda: Runner(calls))
+    with pytest.raises(KeyboardInterrupt):
+        study_cmd.run(study_args(tmp_path, cells=["ceph-off-small"]))
+    assert calls == [("prepare", "ceph-off-small"), ("start", "ceph-off-small"),
+                     ("stop", "Task 0f1e2d3c-aaaa-bbbb-cccc-123456789abc: started\n"),
+                     ("restore",)]

@@ -218,7 +218,10 @@ class LiveMigrationWorkload(context.Context):
             if agent["disk_fill_percent"] > 0:
                 self._wait_disk_filled(nova, servers, cfg["ready_timeout"])
         except Exception:
-            self.cleanup()
+            try:
+                self.cleanup()
+            except Exception as exc:  # noqa: BLE001 - the setup's own error is the one to see
+                LOG.error(f"rally_lm: cleaning up after the failed setup: {exc}")
             raise
 
     @staticmethod
@@ -407,45 +410,84 @@ class LiveMigrationWorkload(context.Context):
             LOG.warning(f"workload VMs still migrating at cleanup: {moving}")
 
     def cleanup(self) -> None:
+        """Delete every VM, floating IP and the security group; then say what is left.
+
+        One failure (a locked server's 409, a 5xx, an unreachable keystone)
+        never stops the rest: each resource is tried, what could not be
+        deleted stays in the context (Rally calls cleanup again after a failed
+        setup, and nothing is deleted twice) and is named in one error at the end.
+        """
         workload = self.context.get("lm_workload") or {}
         servers = workload.get("servers", [])
-        nova = NovaAdapter(self._clients().nova(version=MICROVERSION))
+        left: list[str] = []
+        try:
+            nova = NovaAdapter(self._clients().nova(version=MICROVERSION))
+        except Exception as exc:  # noqa: BLE001 - reported below with what it leaves
+            nova = None
+            left += [f"workload VM {s['name']} ({s['id']}): {exc}" for s in servers]
+        if nova is not None:
+            left += self._delete_servers(nova, servers)
+        workload["floating_ips"] = self._release_floating_ips(workload.get("floating_ips", []),
+                                                              left)
+        group = workload.get("security_group")
+        if group and self._delete_security_group(group, left):
+            workload["security_group"] = None
+        if left:
+            raise RuntimeError("lm_workload left behind: " + "; ".join(left))
+
+    def _delete_servers(self, nova: NovaAdapter, servers: list[dict]) -> list[str]:
+        """Delete the VMs (after aborting migrations left in flight); what could not go."""
         self._stop_migrations(nova, servers)
+        failed: dict[str, str] = {}
         for server in servers:
             try:
                 nova.delete(server["id"])
             except NovaError as exc:
-                LOG.warning(f"could not delete workload VM {server['name']}: {exc}")
+                failed[server["id"]] = str(exc)
         deadline = time.monotonic() + 300
-        remaining = [s["id"] for s in servers]
-        while remaining and time.monotonic() < deadline:
-            remaining = [sid for sid in remaining if nova.server(sid) is not None]
-            if remaining:
+        waiting = [s["id"] for s in servers if s["id"] not in failed]
+        while waiting and time.monotonic() < deadline:
+            still = []
+            for server_id in waiting:
+                try:
+                    if nova.server(server_id) is not None:
+                        still.append(server_id)
+                except NovaError as exc:
+                    failed[server_id] = f"could not tell whether it is gone: {exc}"
+            waiting = still
+            if waiting:
                 time.sleep(2)
-        if remaining:
-            LOG.warning(f"workload VMs still present after cleanup: {remaining}")
-        # What is gone leaves the context: Rally calls cleanup again after a setup
-        # that failed (and cleaned up itself), and a second pass must not try
-        # to delete it twice.
-        servers[:] = [s for s in servers if s["id"] in remaining]
-        kept_fips = []
-        for fip in workload.get("floating_ips", []):
+        for server_id in waiting:
+            failed[server_id] = "still present 300 s after its delete"
+        # What is gone leaves the context: a second cleanup must not delete it twice.
+        servers[:] = [s for s in servers if s["id"] in failed]
+        return [f"workload VM {s['name']} ({s['id']}): {failed[s['id']]}" for s in servers]
+
+    def _release_floating_ips(self, floating_ips: list[str], left: list[str]) -> list[str]:
+        """Release the floating IPs (Neutron's 404 counts as released); the ones kept."""
+        kept = []
+        for fip in floating_ips:
             try:
                 self._clients().neutron().delete_floatingip(fip)
             except Exception as exc:  # noqa: BLE001 - report, never mask the run
                 if getattr(exc, "status_code", None) != 404:
-                    kept_fips.append(fip)
-                    LOG.warning(f"could not release floating IP {fip}: {exc}")
-        workload["floating_ips"] = kept_fips
-        group = workload.get("security_group")
-        if group:
+                    kept.append(fip)
+                    left.append(f"floating IP {fip}: {exc}")
+        return kept
+
+    def _delete_security_group(self, group: str, left: list[str]) -> bool:
+        """Delete the probe security group (every group of that name); True when gone."""
+        try:
             neutron = self._clients().neutron()
-            deleted_all = True
-            for found in neutron.list_security_groups(name=group)["security_groups"]:
-                try:
-                    neutron.delete_security_group(found["id"])
-                except Exception as exc:  # noqa: BLE001 - report, never mask the run
-                    deleted_all = False
-                    LOG.warning(f"could not delete security group {group}: {exc}")
-            if deleted_all:
-                workload["security_group"] = None
+            found = neutron.list_security_groups(name=group)["security_groups"]
+        except Exception as exc:  # noqa: BLE001 - report, never mask the run
+            left.append(f"security group {group}: {exc}")
+            return False
+        gone = True
+        for each in found:
+            try:
+                neutron.delete_security_group(each["id"])
+            except Exception as exc:  # noqa: BLE001 - report, never mask the run
+                gone = False
+                left.append(f"security group {group} ({each['id']}): {exc}")
+        return gone

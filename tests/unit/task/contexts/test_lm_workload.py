@@ -115,7 +115,9 @@ def test_a_second_cleanup_deletes_nothing_twice(stubs):
     ctx.setup()
     context["lm_workload"]["floating_ips"] = ["fip-1", "fip-2"]
     neutron.delete_floatingip.side_effect = [None, RuntimeError("neutron is down")]
-    ctx.cleanup()
+    with pytest.raises(RuntimeError, match="^lm_workload left behind: floating IP fip-2: "
+                                           "neutron is down$"):
+        ctx.cleanup()
     assert stubs.deleted == ["id-1", "id-2"]
     assert context["lm_workload"]["floating_ips"] == ["fip-2"]  # kept for another try
     # Released meanwhile: Neutron's 404 counts as released.
@@ -245,3 +247,54 @@ def test_a_rate_list_not_one_per_vm_is_refused_before_anything_is_created(stubs,
 ])
 def test_dirty_rates_per_vm(rate, count, expected):
     assert lm_workload.dirty_rates({"dirty_rate_mib": rate}, count) == expected
+
+
+# -- defects of c38f188: cleanup stopped at the first failed delete ------------------------
+
+class LockedAdapter(StubAdapter):
+    """Nova refuses to delete the first VM (409: locked); the others go."""
+
+    def delete(self, server_id):
+        if server_id == "id-1":
+            raise lm_workload.NovaError("Instance id-1 is locked (HTTP 409)", 409)
+        super().delete(server_id)
+
+
+def test_cleanup_goes_on_past_a_failed_delete_and_names_what_it_left(stubs, monkeypatch):
+    locked = LockedAdapter()
+    monkeypatch.setattr(lm_workload, "NovaAdapter", lambda _client: locked)
+    context, neutron = make_context(True)
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    ctx.setup()
+    context["lm_workload"]["floating_ips"] = ["fip-1"]
+    with pytest.raises(RuntimeError) as caught:
+        ctx.cleanup()
+    assert locked.deleted == ["id-2"]
+    neutron.delete_floatingip.assert_called_once_with("fip-1")
+    neutron.delete_security_group.assert_called_once_with("sg-1")
+    assert str(caught.value) == (
+        "lm_workload left behind: workload VM rally-lm-abcdef12-vm0 (id-1): Instance id-1 is "
+        "locked (HTTP 409)")
+    assert [s["id"] for s in context["lm_workload"]["servers"]] == ["id-1"]
+
+
+def test_a_failed_setup_keeps_its_own_error_when_its_cleanup_fails(stubs, monkeypatch):
+    def boot_failed(nova, servers, timeout):
+        raise RuntimeError("workload VM rally-lm-abcdef12-vm1 failed to boot: No valid host")
+
+    class Unreachable(StubAdapter):
+        def server(self, server_id):
+            raise lm_workload.NovaError("Nova is unreachable: keystone timed out")
+
+    unreachable = Unreachable()
+    monkeypatch.setattr(lm_workload, "NovaAdapter", lambda _client: unreachable)
+    monkeypatch.setattr(lm_workload.LiveMigrationWorkload, "_wait_active",
+                        staticmethod(boot_failed))
+    context, neutron = make_context(True)
+    neutron.delete_security_group.side_effect = RuntimeError("keystone is unreachable")
+    ctx = lm_workload.LiveMigrationWorkload(context)
+    with pytest.raises(RuntimeError) as caught:
+        ctx.setup()
+    assert str(caught.value) == ("workload VM rally-lm-abcdef12-vm1 failed to boot: "
+                                 "No valid host")
+    assert unreachable.deleted == ["id-1", "id-2"]
