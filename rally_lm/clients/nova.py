@@ -17,6 +17,8 @@ one pinned microversion, and comes back as plain dicts. Why 2.80:
 
 from __future__ import annotations
 
+import collections
+import datetime
 import re
 from typing import Any
 
@@ -39,11 +41,37 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default) if not isinstance(obj, dict) else obj.get(name, default)
 
 
+#: Path segments that name one resource: counted as one route.
+_RESOURCE_ID = re.compile(r"/(?:[0-9a-f]{8}-[0-9a-f-]{27}|[0-9a-f]{32}|req-[0-9a-f-]{36}|\d+)"
+                          r"(?=/|$|\?)")
+
+
+def route(method: str, url: str) -> str:
+    """``GET /servers/{id}/migrations/{id}``: a request's route, ids and query left out."""
+    path = url.split("?", 1)[0]
+    path = re.sub(r"^https?://[^/]+", "", path)
+    path = re.sub(r"^/v2(\.\d+)?(?=/|$)", "", path)
+    return f"{method.upper()} {_RESOURCE_ID.sub('/{id}', path)}"
+
+
 class NovaAdapter:
-    """Nova, as the benchmark sees it. ``client`` is a novaclient Client at MICROVERSION."""
+    """Nova, as the benchmark sees it. ``client`` is a novaclient Client at MICROVERSION.
+
+    ``requests`` counts the HTTP requests sent to Nova through this adapter, by
+    route: the benchmark's own load on the control plane it measures.
+    """
 
     def __init__(self, client: Any) -> None:
         self._nova = client
+        self.requests: collections.Counter[str] = collections.Counter()
+        http = getattr(client, "client", None)
+        send = getattr(http, "request", None)
+        if send is not None:
+            def counted(url: str, method: str, **kwargs: Any) -> Any:
+                self.requests[route(method, url)] += 1
+                return send(url, method, **kwargs)
+
+            http.request = counted
 
     @staticmethod
     def _wrap(call, *args, **kwargs):
@@ -179,10 +207,20 @@ class NovaAdapter:
     def migration_progress(self, server_id: str) -> list[dict]:
         """In-progress live migrations of a server (GET /servers/{id}/migrations)."""
         migrations = self._wrap(self._nova.server_migrations.list, server_id)
-        keys = ("id", "uuid", "status", "source_compute", "dest_compute", "memory_total_bytes",
-                "memory_processed_bytes", "memory_remaining_bytes", "disk_total_bytes",
-                "disk_processed_bytes", "disk_remaining_bytes", "created_at", "updated_at")
-        return [{k: _field(m, k) for k in keys} for m in migrations]
+        return [{k: _field(m, k) for k in _PROGRESS_KEYS} for m in migrations]
+
+    def migration(self, server_id: str, migration_id: int) -> dict | None:
+        """One in-progress live migration with its progress fields; None once it is not
+        in progress any more (GET /servers/{id}/migrations/{id} answers 404 then)."""
+        from novaclient import exceptions as nova_exc
+
+        try:
+            found = self._wrap(self._nova.server_migrations.get, server_id, migration_id)
+        except NovaError as exc:
+            if isinstance(exc.__cause__, nova_exc.NotFound):
+                return None
+            raise
+        return {k: _field(found, k) for k in _PROGRESS_KEYS}
 
     def migrations(self, server_id: str) -> list[dict]:
         """Every live-migration record of a server, oldest first (GET /os-migrations)."""
@@ -217,6 +255,12 @@ class NovaAdapter:
         return events
 
 
+#: What Nova tells of an in-progress live migration (GET /servers/{id}/migrations).
+_PROGRESS_KEYS = ("id", "uuid", "status", "source_compute", "dest_compute",
+                  "memory_total_bytes", "memory_processed_bytes", "memory_remaining_bytes",
+                  "disk_total_bytes", "disk_processed_bytes", "disk_remaining_bytes",
+                  "created_at", "updated_at")
+
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*: \S")
 
 
@@ -228,6 +272,17 @@ def exception_line(traceback: str | None) -> str | None:
     """
     lines = (traceback or "").splitlines()
     return next((line.strip() for line in reversed(lines) if _EXCEPTION_LINE.match(line)), None)
+
+
+def nova_time(stamp: str | None) -> float | None:
+    """Nova's naive-UTC ISO timestamp as epoch seconds."""
+    if not stamp:
+        return None
+    parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
 
 
 def make_client(session: Any, region: str | None = None) -> Any:

@@ -1,9 +1,28 @@
 """Drive one live migration through Nova and classify how it ended.
 
-The driver polls at most ``MAX_REQUESTS_PER_SECOND`` per migration: the
-server every ``poll_interval`` (which bounds the duration's error), and the
-progress endpoint every ``progress_every`` polls. It never raises for a
-migration that went wrong - it records the outcome and a failure class:
+How a migration is followed (the observer). The benchmark shares the
+control plane it measures, so it asks Nova as little as the figures need:
+
+* Nova's own migration record, ``GET /os-migrations?instance_uuid=`` (Nova's
+  database only), says where the migration is; while it runs, a sparse look
+  reads ``GET /servers/{id}/migrations/{id}`` instead (the same status, with
+  Nova's progress fields). The server resource is read once, after the
+  record is final: each read of it makes nova-api ask Neutron for the
+  server's ports and security groups.
+* Looks are sparse (``watch_interval``) while nothing can end soon and dense
+  (``poll_interval``) where the end is near: the caller's ``end_hint`` says
+  when the copy is over (libvirt's events, or the probe seeing the guest
+  answer again after its switchover); after the first migration the dense
+  looks start that much before the end as the shortest hint-to-end span seen
+  so far, less a margin. Without a hint source every look of a running
+  migration is dense.
+* ``duration`` runs from the API call to the first look that found Nova's
+  record final; ``end_resolution`` is the span since the look before it (what
+  the duration is known to). ``api_requests`` counts what this migration
+  cost Nova, by route.
+
+It never raises for a migration that went wrong - it records the outcome
+and a failure class:
 
 =================  ==========================================================
 ``completed``      Nova's record is ``completed``, the server is ACTIVE on the
@@ -42,18 +61,28 @@ migration.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
 
-from rally_lm.clients.nova import FINAL_MIGRATION_STATUSES, NovaAdapter, NovaError
+from rally_lm.clients.nova import (
+    FINAL_MIGRATION_STATUSES,
+    NovaAdapter,
+    NovaError,
+    nova_time,
+)
 from rally_lm.migration import hypervisor
 
 MAX_REQUESTS_PER_SECOND = 5
 #: How often a refused abort or force-complete is asked again.
 ACTION_RETRY_SECONDS = 2.0
+#: Nova's conductor records a migration at once: looked for densely this long.
+FIND_WINDOW_SECONDS = 2.0
+#: Dense looks start this much before the shortest hint-to-end span seen so far.
+LAG_MARGIN_SECONDS = 1.0
 OUTCOMES = ("completed", "refused", "error", "timeout_aborted", "timeout_forced",
             "stale_status", "lost", "skipped", "unknown", "tool_error")
 SUCCEEDED = ("completed", "timeout_forced")
@@ -62,6 +91,8 @@ NOT_MIGRATION_FAILURES = ("unknown", "tool_error")
 #: Outcomes whose guest never left its host's hands: no downtime to speak of.
 NEVER_STARTED = ("refused", "skipped")
 ON_TIMEOUT = ("abort", "force_complete", "wait")
+#: Statuses of a live migration Nova has not finished with.
+_RUNNING = ("running", "post-migrating")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +100,10 @@ class MigrationPolicy:
     block_migration: str | bool = "auto"
     timeout: float = 600.0
     on_timeout: str = "abort"
+    #: Seconds between looks where the end is near: what the duration is known to.
     poll_interval: float = 0.25
-    progress_every: int = 4
+    #: Seconds between looks elsewhere (Nova's progress fields change every 5 s).
+    watch_interval: float = 3.0
     status_grace: float = 60.0
     #: With ``on_timeout: wait``, abort after this many timeouts after all.
     wait_limit: float = 10.0
@@ -86,10 +119,10 @@ class MigrationPolicy:
             raise ValueError("nova_completion_timeout must be >= 0 (0: none)")
         if self.timeout <= 0 or self.poll_interval <= 0 or self.status_grace < 0:
             raise ValueError("timeout and poll_interval must be positive, status_grace >= 0")
-        polls = 1.0 / self.poll_interval
-        if polls * (1.0 + 1.0 / self.progress_every) > MAX_REQUESTS_PER_SECOND + 1e-9:
-            raise ValueError(f"poll_interval {self.poll_interval}s with progress every "
-                             f"{self.progress_every} polls exceeds "
+        if self.watch_interval < self.poll_interval:
+            raise ValueError("watch_interval must be at least poll_interval")
+        if 1.0 / self.poll_interval > MAX_REQUESTS_PER_SECOND + 1e-9:
+            raise ValueError(f"poll_interval {self.poll_interval}s exceeds "
                              f"{MAX_REQUESTS_PER_SECOND} requests/s")
 
 
@@ -105,6 +138,9 @@ class MigrationRecord:
     started_at: float = 0.0
     finished_at: float = 0.0
     duration: float = 0.0
+    #: Seconds between the last look that found the migration in progress and
+    #: the one that found it final: what ``duration`` is known to.
+    end_resolution: float | None = None
     nova_completed_after: float | None = None
     outcome: str = ""
     error: str | None = None
@@ -126,11 +162,18 @@ class MigrationRecord:
     timeout_by: str | None = None
     action_attempts: int = 0
     action_accepted_after: float | None = None
+    #: Every look at Nova's record: {"t", "status"}, with Nova's progress
+    #: fields (``*_bytes``) where the look read them.
     progress: list[dict] = dataclasses.field(default_factory=list)
-    #: Seconds after the call of the last progress look that found Nova's job
-    #: not yet running (0: the call itself): the job started after it.
+    #: Seconds after the call of the last look that found Nova's job not yet
+    #: running (0: the call itself): the job started after it.
     not_running_at: float = 0.0
+    #: Seconds after the call at which the caller's end hint first said the
+    #: copy was over (None: no hint).
+    end_hinted_at: float | None = None
     events: list[dict] = dataclasses.field(default_factory=list)
+    #: HTTP requests this migration sent Nova, by route (``GET /os-migrations``).
+    api_requests: dict[str, int] = dataclasses.field(default_factory=dict)
     #: Monotonic window (for the probes), not serialized as wall time.
     window: tuple[float, float] = (0.0, 0.0)
     measurements: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -179,6 +222,30 @@ class MigrationFinished:
         return f"live migration of server {self.server_id} finished"
 
 
+#: What a look returns when Nova's API failed: nothing learnt, keep looking.
+_UNREAD = object()
+
+
+@dataclasses.dataclass
+class _Following:
+    """The state of one migration being followed (see MigrationDriver._follow)."""
+
+    start: float
+    known: set[int]
+    migration: dict | None = None
+    #: When the last successful look was made (monotonic).
+    looked_at: float | None = None
+    #: The last look's API error, if it failed.
+    api_error: NovaError | None = None
+    hinted_at: float | None = None
+    last_progress: float = float("-inf")
+    #: Nova's progress fields as last read: what "moved" is judged against.
+    last_bytes: dict | None = None
+    #: With the records before the call unknown (that read failed): the earliest
+    #: wall time a record of this migration can have been created at.
+    created_after: float | None = None
+
+
 class MigrationDriver:
     """Run single live migrations with a policy; see the module docstring."""
 
@@ -195,65 +262,97 @@ class MigrationDriver:
         self.timer = timer or (lambda _name: contextlib.nullcontext())
         self.clock = clock
         self.sleep = sleep
+        #: Per server, the migration records seen so far (a new one is ours).
+        self._known: dict[str, set[int]] = {}
+        #: Seconds from the end hint to the end seen, per migration so far.
+        self.hint_lags: list[float] = []
 
-    def migrate(self, server_id: str, vm: str, source: str, target: str,
-                direction: str) -> MigrationRecord:
+    def migrate(self, server_id: str, vm: str, source: str, target: str, direction: str,
+                end_hint: Callable[[], float | None] | None = None) -> MigrationRecord:
+        """Migrate one server and follow it to its end.
+
+        ``end_hint`` (optional) returns when the copy was over, on this
+        driver's clock, once something outside Nova has seen it (None before).
+        """
         record = MigrationRecord(server_id=server_id, vm=vm, direction=direction,
                                  source=source, target=target,
                                  block_migration=self.policy.block_migration)
+        asked = collections.Counter(self.adapter.requests)
         try:
-            known = {m["id"] for m in self.adapter.migrations(server_id)}
-        except NovaError:
-            known = set()
-        start = self.clock()
-        record.started_at = time.time()
-        try:
-            with self.timer("nova.live_migrate"):
-                self.adapter.live_migrate(server_id, target, self.policy.block_migration)
-        except NovaError as exc:
-            end = self.clock()
+            known = self._known_records(server_id)
+            start = self.clock()
+            record.started_at = time.time()
+            try:
+                with self.timer("nova.live_migrate"):
+                    self.adapter.live_migrate(server_id, target, self.policy.block_migration)
+            except NovaError as exc:
+                end = self.clock()
+                record.window = (start, end)
+                record.finished_at = record.started_at + (end - start)
+                record.outcome, record.error = "refused", str(exc)
+                return record
+            # Nova stamps whole seconds: a record made after the call is stamped
+            # no earlier than the second before it.
+            following = _Following(start=start, known=known or set(),
+                                   created_after=None if known is not None
+                                   else record.started_at - 2.0)
+            with self.timer("nova.wait_for_live_migration"):
+                self._follow(record, server_id, following, end_hint)
+            if known is not None and record.migration_id is not None:
+                known.add(record.migration_id)
+            end = following.looked_at or self.clock()
             record.window = (start, end)
-            record.finished_at = record.started_at + (end - start)
-            record.outcome, record.error = "refused", str(exc)
+            record.duration = end - start
+            record.finished_at = record.started_at + record.duration
+            with self.timer("nova.settle_live_migration"):
+                self._settle(record, following)
             return record
+        finally:
+            record.api_requests = dict(collections.Counter(self.adapter.requests) - asked)
 
-        with self.timer("nova.wait_for_live_migration"):
-            self._wait(record, server_id, start)
-        end = self.clock()
-        record.window = (start, end)
-        record.duration = end - start
-        record.finished_at = record.started_at + record.duration
-        with self.timer("nova.get_migration_record"):
-            self._settle(record, known, start)
-        return record
+    def _known_records(self, server_id: str) -> set[int] | None:
+        """The server's migration records before this migration (read once per server);
+        None if Nova could not say."""
+        known = self._known.get(server_id)
+        if known is None:
+            try:
+                known = self._known[server_id] = {m["id"] for m in
+                                                  self.adapter.migrations(server_id)}
+            except NovaError:
+                return None
+        return known
 
-    # -- phases -----------------------------------------------------------------
+    # -- following the migration ---------------------------------------------------
 
-    def _wait(self, record: MigrationRecord, server_id: str, start: float) -> None:
-        """Poll until Nova ends the migration; never longer than one timeout after acting.
+    def _follow(self, record: MigrationRecord, server_id: str, following: _Following,
+                end_hint: Callable[[], float | None] | None) -> None:
+        """Look at Nova's record until it is final; never longer than one timeout after acting.
 
         The timeout action is retried until Nova accepts it: Nova refuses to
         force or abort a migration that is still ``preparing``. A forced
         migration may copy for long after that, so the wait goes on while
-        Nova's progress moves; but Nova can also leave a server "migrating"
-        for good (a destination compute that died after the copy), so it ends
-        once neither the action nor any progress is newer than one timeout.
+        Nova's record moves; but Nova can also leave a migration in progress
+        for good (a destination compute that died), so it ends once neither
+        the action nor any progress is newer than one timeout.
         """
-        finished = MigrationFinished(self.adapter, server_id)
-        polls = 0
+        start = following.start
         deadline = start + self.policy.timeout
         pending: str | None = None
         acted_at: float | None = None
         moved_at = start
         next_try = 0.0
         while True:
-            if finished():
-                return
-            polls += 1
             now = self.clock()
-            if polls % self.policy.progress_every == 0 and \
-                    self._sample_progress(record, server_id, start):
+            previous = following.looked_at
+            if self._look(record, server_id, following, now):
                 moved_at = now
+            if following.api_error is None and self._final(record, server_id, following):
+                if previous is not None:
+                    record.end_resolution = round(following.looked_at - previous, 3)
+                if following.hinted_at is not None and \
+                        (following.migration or {}).get("status") == "completed":
+                    self.hint_lags.append(max(0.0, following.looked_at - following.hinted_at))
+                return
             if now >= deadline and not record.timed_out:
                 record.timed_out = True
                 record.timeout_action = self.policy.on_timeout
@@ -263,7 +362,7 @@ class MigrationDriver:
                     now >= start + self.policy.timeout * self.policy.wait_limit:
                 pending, acted_at = "abort", now
             elif acted_at is not None and now >= max(acted_at, moved_at) + self.policy.timeout:
-                gave_up = (f"Nova still reports the server migrating, without progress, "
+                gave_up = (f"Nova still reports the migration in progress, without progress, "
                            f"{self.policy.timeout:.0f}s after the {record.timeout_action}")
                 record.error = f"{record.error}; {gave_up}" if record.error else gave_up
                 return
@@ -272,38 +371,117 @@ class MigrationDriver:
                     pending = None
                 else:
                     next_try = now + ACTION_RETRY_SECONDS
-            self.sleep(self.policy.poll_interval)
+            interval = self._interval(following, now, end_hint is not None)
+            if pending is not None:
+                interval = min(interval, max(next_try - now, self.policy.poll_interval))
+            self._wait(record, following, now + interval, end_hint)
 
-    def _sample_progress(self, record: MigrationRecord, server_id: str, start: float) -> bool:
-        """Append Nova's in-progress view; True if it changed since the last sample."""
+    def _wait(self, record: MigrationRecord, following: _Following, next_look: float,
+              end_hint: Callable[[], float | None] | None) -> None:
+        """Sleep until the next look; sooner once the end hint comes (it costs Nova nothing:
+        it is asked every poll interval meanwhile)."""
+        while True:
+            now = self.clock()
+            if end_hint is not None and following.hinted_at is None:
+                hinted = end_hint()
+                if hinted is not None:
+                    following.hinted_at = hinted
+                    record.end_hinted_at = round(hinted - following.start, 3)
+                    next_look = min(next_look, now + self._interval(following, now, True))
+            if now >= next_look - 1e-9:
+                return
+            self.sleep(min(self.policy.poll_interval, next_look - now))
+
+    def _look(self, record: MigrationRecord, server_id: str, following: _Following,
+              now: float) -> bool:
+        """Read this migration's record once; True if it changed since the last look.
+
+        A running migration's sparse look reads its progress fields too.
+        """
+        before = following.migration
+        status = (before or {}).get("status")
         try:
-            running = self.adapter.migration_progress(server_id)
-        except NovaError:
+            found = None
+            if status in _RUNNING and now - following.last_progress >= \
+                    self.policy.watch_interval:
+                following.last_progress = now
+                found = self.adapter.migration(server_id, before["id"])
+            if found is None:
+                found = self._own_record(server_id, following)
+        except NovaError as exc:
+            following.api_error = exc
             return False
-        before = {k: v for k, v in record.progress[-1].items() if k != "t"} \
-            if record.progress else None
-        seen_running = any(p.get("status") == "running" for p in record.progress)
-        if not seen_running and all(m.get("status") != "running" for m in running):
-            record.not_running_at = round(self.clock() - start, 3)
-        for migration in running:
-            record.migration_id = migration["id"]
-            record.migration_uuid = migration["uuid"]
-            sample = {k: v for k, v in migration.items()
-                      if k.endswith("_bytes") or k == "status"}
-            sample["t"] = round(self.clock() - start, 3)
-            record.progress.append(sample)
-        after = {k: v for k, v in record.progress[-1].items() if k != "t"} \
-            if record.progress else None
-        return after != before
+        following.api_error = None
+        following.looked_at = now
+        sample = {"t": round(now - following.start, 3),
+                  "status": found["status"] if found else None}
+        moved = sample["status"] != status
+        if found is not None:
+            progress = {k: v for k, v in found.items() if k.endswith("_bytes")}
+            if progress:
+                moved = moved or progress != following.last_bytes
+                following.last_bytes = progress
+            sample.update(progress)
+            following.migration = {**(before or {}), **found}
+            record.migration_id = found["id"]
+            record.migration_uuid = found["uuid"]
+        if sample["status"] not in _RUNNING + tuple(FINAL_MIGRATION_STATUSES) and \
+                not any(p.get("status") in _RUNNING for p in record.progress):
+            record.not_running_at = sample["t"]
+        record.progress.append(sample)
+        return moved
+
+    def _own_record(self, server_id: str, following: _Following) -> dict | None:
+        """This migration's record: the one that did not exist before the call.
+
+        Raises NovaError when Nova could not be asked: an unread record is not
+        a missing one.
+        """
+        new = [m for m in self.adapter.migrations(server_id) if m["id"] not in following.known
+               and (following.created_after is None
+                    or (nova_time(m.get("created_at")) or 0.0) >= following.created_after)]
+        return new[-1] if new else None
+
+    def _final(self, record: MigrationRecord, server_id: str, following: _Following) -> bool:
+        """Whether the last look found the migration over.
+
+        Nova records a live migration as soon as the API accepts it; without
+        a record after a while, the server says whether anything is under way.
+        """
+        migration = following.migration
+        if migration is not None:
+            return migration["status"] in FINAL_MIGRATION_STATUSES
+        if following.looked_at - following.start < 2 * self.policy.watch_interval:
+            return False
+        try:
+            server = self.adapter.server(server_id)
+        except NovaError as exc:
+            following.api_error = exc
+            return False
+        return server is None or server["task_state"] is None
+
+    def _interval(self, following: _Following, now: float, hinted_source: bool) -> float:
+        """Seconds until the next look: dense where the end may be near, sparse elsewhere."""
+        policy = self.policy
+        status = (following.migration or {}).get("status")
+        if following.migration is None and now - following.start < FIND_WINDOW_SECONDS:
+            return policy.poll_interval
+        if following.hinted_at is not None:
+            dense_from = following.hinted_at + max(
+                0.0, min(self.hint_lags, default=0.0) - LAG_MARGIN_SECONDS)
+            if now + policy.poll_interval >= dense_from:
+                return policy.poll_interval
+            return min(policy.watch_interval, dense_from - now)
+        if not hinted_source and status in _RUNNING:
+            return policy.poll_interval
+        return policy.watch_interval
 
     def _act(self, record: MigrationRecord, server_id: str, start: float, action: str) -> bool:
         """Ask Nova to abort or force the migration; True once it accepted."""
         record.timeout_action = action
         record.action_attempts += 1
         if record.migration_id is None:
-            self._sample_progress(record, server_id, start)
-        if record.migration_id is None:
-            record.error = f"timeout: no in-progress migration to {action}"
+            record.error = f"timeout: no migration record to {action} yet"
             return False
         try:
             if action == "abort":
@@ -319,22 +497,25 @@ class MigrationDriver:
         record.action_accepted_after = round(self.clock() - start, 3)
         return True
 
-    def _settle(self, record: MigrationRecord, known: set[int], start: float) -> None:
-        """Wait (up to the grace period) for Nova's record to agree, then classify.
+    # -- after the end ---------------------------------------------------------------
 
-        Nova's API may fail meanwhile (a 503, a restarting nova-api): such
-        reads are retried until the grace period ends; if the server could
-        never be read, the outcome is ``unknown``.
+    def _settle(self, record: MigrationRecord, following: _Following) -> None:
+        """Read the server once Nova's record is final; classify.
+
+        Nova clears the server's task state before it marks the record
+        completed, so one read normally agrees; while they disagree the
+        server is read again each second, up to the grace period. If Nova's
+        API failed throughout, the outcome is ``unknown``.
         """
+        migration = following.migration
         deadline = self.clock() + self.policy.status_grace
         server: dict | None = None
         seen_server = False
-        api_error: NovaError | None = None
+        api_error = following.api_error
         while True:
-            migration = self._own_record(record, known)
             try:
                 server = self.adapter.server(record.server_id)
-                seen_server, api_error = True, None
+                seen_server, api_error = True, following.api_error
             except NovaError as exc:
                 api_error = exc
             if (seen_server and api_error is None
@@ -346,19 +527,19 @@ class MigrationDriver:
             record.migration_id = migration["id"]
             record.migration_uuid = migration["uuid"]
             record.nova_status = migration["status"]
-            record.nova_created_at = migration["created_at"]
-            record.nova_updated_at = migration["updated_at"]
+            record.nova_created_at = migration.get("created_at")
+            record.nova_updated_at = migration.get("updated_at")
             if migration["status"] == "completed":
-                record.nova_completed_after = round(self.clock() - start, 3)
-        try:
-            record.events = self.adapter.action_events(record.server_id)
-        except NovaError:
-            record.events = []
-        if api_error is not None:
+                record.nova_completed_after = round(record.duration, 3)
+        if api_error is not None or not seen_server:
             record.outcome = "unknown"
             record.error = (f"Nova's API failed while the migration settled, so how it ended "
                             f"is unknown: {api_error}")
             return
+        if (migration or {}).get("status") != "completed":
+            # How it failed is in the instance action's events; a completed
+            # migration's events only draw its timeline (read_events, later).
+            self.read_events(record)
         if server is not None:
             record.final_host, record.final_status = server["host"], server["status"]
         record.outcome, reason = classify(record, migration, server,
@@ -372,6 +553,16 @@ class MigrationDriver:
             if health:
                 record.error = f"{record.error}; {health}" if record.error else health
 
+    def read_events(self, record: MigrationRecord) -> None:
+        """The latest live-migration action's events (Nova's phases); [] if unreadable."""
+        asked = collections.Counter(self.adapter.requests)
+        try:
+            record.events = self.adapter.action_events(record.server_id)
+        except NovaError:
+            record.events = []
+        spent = collections.Counter(self.adapter.requests) - asked
+        record.api_requests = dict(collections.Counter(record.api_requests) + spent)
+
     def _target_health(self, target: str) -> str | None:
         """Why the target may have refused: its nova-compute down or disabled."""
         try:
@@ -384,15 +575,6 @@ class MigrationDriver:
                 why = f" ({service['disabled_reason']})" if service["disabled_reason"] else ""
                 return f"nova-compute on {target} is {service['state']}/{service['status']}{why}"
         return None
-
-    def _own_record(self, record: MigrationRecord, known: set[int]) -> dict | None:
-        """This migration's record: the one that did not exist before the call."""
-        try:
-            migrations = self.adapter.migrations(record.server_id)
-        except NovaError:
-            return None
-        new = [m for m in migrations if m["id"] not in known]
-        return new[-1] if new else None
 
     @staticmethod
     def _consistent(record: MigrationRecord, migration: dict | None,

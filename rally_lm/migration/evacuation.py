@@ -19,6 +19,7 @@ Nothing measured is lost and nothing unmeasured passes as zero:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import math
@@ -91,7 +92,14 @@ class ProbeSettings:
 
 @dataclasses.dataclass
 class Drain:
-    """One direction of the round trip: every VM leaving one host."""
+    """One direction of the round trip: every VM leaving one host.
+
+    Its duration, defined twice: ``seconds`` is the drain's wall time, from
+    the first migration's API call to the last one's end (what an operator
+    draining the host waits); ``migrations_s`` the sum of its migrations'
+    durations (the seed's "evacuation"). The difference, ``tool_s``, is
+    rally_lm's own time between migrations.
+    """
 
     direction: str
     source: str
@@ -101,6 +109,13 @@ class Drain:
     succeeded: int = 0
     #: Wall time of the drain; None when no VM could be moved at all.
     seconds: float | None = None
+    migrations_s: float | None = None
+
+    @property
+    def tool_s(self) -> float | None:
+        if self.seconds is None or self.migrations_s is None:
+            return None
+        return self.seconds - self.migrations_s
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,6 +131,9 @@ class RoundTrip:
     errors: list[str] = dataclasses.field(default_factory=list)
     #: The probes' clock reading: [monotonic, wall] (maps every record's times).
     clock: list[float] = dataclasses.field(default_factory=list)
+    #: HTTP requests the round trip sent Nova, by route (its migrations' and the
+    #: whereabouts read before each drain).
+    api_requests: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def drain_seconds(self) -> dict[str, float]:
@@ -125,14 +143,15 @@ class RoundTrip:
         return {"records": [r.to_dict() for r in self.records],
                 "drains": [d.to_dict() for d in self.drains],
                 "vms": self.vms, "probe": self.probe, "errors": self.errors,
-                "clock": self.clock}
+                "clock": self.clock, "api_requests": self.api_requests}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RoundTrip:
         return cls(records=[MigrationRecord.from_dict(r) for r in data["records"]],
                    drains=[Drain(**d) for d in data["drains"]], vms=data["vms"],
                    probe=data["probe"], errors=list(data["errors"]),
-                   clock=list(data.get("clock", [])))
+                   clock=list(data.get("clock", [])),
+                   api_requests=dict(data.get("api_requests", {})))
 
 
 @dataclasses.dataclass
@@ -202,6 +221,7 @@ class Evacuation:
 
     def round_trip(self) -> RoundTrip:
         self.trip = trip = RoundTrip()
+        asked = collections.Counter(self.driver.adapter.requests)
         ips = [vm.ip for vm in self.vms]
         compared = [vm.fixed_ip for vm in self.vms
                     if self.probes.compare_fixed and vm.fixed_ip and vm.fixed_ip != vm.ip]
@@ -240,6 +260,7 @@ class Evacuation:
                 if listener.error:
                     trip.errors.append(listener.error)
             self._measure(trip, results, events)
+            trip.api_requests = dict(collections.Counter(self.driver.adapter.requests) - asked)
         return trip
 
     # -- probes ----------------------------------------------------------------------
@@ -318,19 +339,50 @@ class Evacuation:
         drain.attempted = len(movable)
         if not movable:
             return
+        dirty = self._dirty_rates(movable, source)
         began = time.monotonic()
         with self.timer(f"nova.drain_host_{direction}"):
             if self.max_parallel <= 1:
                 for vm in movable:
-                    trip.records.append(self._move(vm, source, target, direction))
+                    trip.records.append(self._move(vm, source, target, direction, dirty))
             else:
                 with ThreadPoolExecutor(max_workers=self.max_parallel) as pool:
                     for record in pool.map(
-                            lambda vm: self._move(vm, source, target, direction), movable):
+                            lambda vm: self._move(vm, source, target, direction, dirty),
+                            movable):
                         trip.records.append(record)
         drain.seconds = time.monotonic() - began
-        drain.succeeded = sum(r.succeeded for r in trip.records
-                              if r.direction == direction and r.outcome != "skipped")
+        moved = [r for r in trip.records if r.direction == direction and r.outcome != "skipped"]
+        drain.migrations_s = sum(r.duration for r in moved)
+        drain.succeeded = sum(r.succeeded for r in moved)
+        # Nova's phases of the completed migrations: their timelines only, so read
+        # once the drain is over, not between its migrations.
+        with self.timer(f"nova.read_actions_{direction}"):
+            for record in moved:
+                if record.migration_id is not None and not record.events:
+                    self.driver.read_events(record)
+
+    def _dirty_rates(self, vms: list[WorkloadVM], source: str) -> dict[str, dict[str, Any]]:
+        """Each guest's dirty rate, measured for all of them at once before the drain.
+
+        QEMU samples each guest's memory for ``dirty_rate_seconds``; side by
+        side, the drain waits that long once instead of once per migration.
+        """
+        uri = self.hypervisor_uris.get(source)
+        measured = [vm for vm in vms if vm.instance_name]
+        if not uri or not measured or not self.probes.dirty_rate_seconds:
+            return {}
+
+        def one(vm: WorkloadVM) -> dict[str, Any]:
+            try:
+                return {**hypervisor.dirty_rate(uri, vm.instance_name,
+                                                self.probes.dirty_rate_seconds),
+                        "measured_at": time.monotonic()}
+            except hypervisor.HypervisorStatsError as exc:
+                return {"error": str(exc)}
+
+        with ThreadPoolExecutor(max_workers=min(8, len(measured))) as pool:
+            return dict(zip((vm.id for vm in measured), pool.map(one, measured), strict=True))
 
     def _report(self, record: MigrationRecord) -> None:
         if self.progress is not None:
@@ -347,15 +399,16 @@ class Evacuation:
             if timeline is not None else None
         return {"client_downtime_ms": round(silence.duration_ms, 1)} if silence else {}
 
-    def _move(self, vm: WorkloadVM, source: str, target: str, direction: str) -> MigrationRecord:
+    def _move(self, vm: WorkloadVM, source: str, target: str, direction: str,
+              dirty: dict[str, dict[str, Any]] | None = None) -> MigrationRecord:
         before: dict[str, Any] = {}
         uri = self.hypervisor_uris.get(source)
-        if uri and vm.instance_name and self.probes.dirty_rate_seconds:
-            try:
-                before["dirty_rate"] = hypervisor.dirty_rate(
-                    uri, vm.instance_name, self.probes.dirty_rate_seconds)
-            except hypervisor.HypervisorStatsError as exc:
-                before["dirty_rate"] = {"error": str(exc)}
+        if vm.id in (dirty or {}):
+            rate = dict(dirty[vm.id])
+            if "measured_at" in rate:
+                # How long before this migration's call QEMU measured it.
+                rate["seconds_before"] = round(time.monotonic() - rate.pop("measured_at"), 1)
+            before["dirty_rate"] = rate
         sampler = hypervisor.JobSampler(uri, vm.instance_name, self.probes.job_interval,
                                         clock=self.driver.clock) \
             if uri and vm.instance_name and self.probes.job_interval else None
@@ -363,7 +416,8 @@ class Evacuation:
             sampler.start()
         start = time.monotonic()
         try:
-            record = self.driver.migrate(vm.id, vm.name, source, target, direction)
+            record = self.driver.migrate(vm.id, vm.name, source, target, direction,
+                                         end_hint=self._end_hint(vm, source, start))
         except Exception as exc:  # noqa: BLE001 - ours, not the migration's: recorded
             record = self._tool_error(vm, source, target, direction, start, exc)
         if sampler is not None:
@@ -386,6 +440,35 @@ class Evacuation:
         self._report(record)
         return record
 
+    def _end_hint(self, vm: WorkloadVM, source: str,
+                  since: float) -> Callable[[], float | None] | None:
+        """When the copy was over, on the monotonic clock, as seen from outside Nova.
+
+        Whichever comes first: the probe heard the guest again after a silence
+        that began after the call, or libvirt's source reported its job done.
+        Only a hint for when to look at Nova densely; nothing is measured by it.
+        """
+        probe = self._udp
+        listeners = [self._listeners[h] for h in (source,) if h in self._listeners] \
+            if vm.instance_name else []
+        if probe is None and not listeners:
+            return None
+        since_wall = time.time() - (time.monotonic() - since)
+
+        def hint() -> float | None:
+            seen = []
+            gap = probe.last_reply_gap(vm.ip) if probe is not None else None
+            if gap is not None and gap[0] >= since:
+                seen.append(gap[1])
+            for listener in listeners:
+                over = phases.copy_over_at(listener.events(), vm.instance_name, source,
+                                           since_wall)
+                if over is not None:
+                    seen.append(since + (over - since_wall))
+            return min(seen, default=None)
+
+        return hint
+
     def _tool_error(self, vm: WorkloadVM, source: str, target: str, direction: str,
                     start: float, exc: Exception) -> MigrationRecord:
         """Record a failure of our own, after letting the migration finish on its own."""
@@ -403,14 +486,28 @@ class Evacuation:
 
     def _ask_hypervisor(self, record: MigrationRecord, vm: WorkloadVM, source: str,
                         target: str) -> None:
+        """Where libvirt runs the guest, and the job's statistics: from libvirt's events
+        where they tell it all (a completed migration), else asked with virsh."""
         if not vm.instance_name or not self.hypervisor_uris:
             return
-        reconcile_with_hypervisor(record, self._libvirt_states(vm.instance_name,
-                                                               (source, target)))
-        where = record.running_on or record.final_host or source
-        uri = self.hypervisor_uris.get(where)
+        seen = phases.domain_events(
+            [e for h in (source, target) if h in self._listeners
+             for e in self._listeners[h].events()],
+            vm.instance_name, record.started_at - 1.0, record.finished_at + 1.0)
+        told = phases.whereabouts(seen, source, target) if record.succeeded else None
+        reconcile_with_hypervisor(record, told or self._libvirt_states(vm.instance_name,
+                                                                       (source, target)))
         # libvirt keeps no downtime for a migration that did not finish.
-        if uri and record.succeeded:
+        if not record.succeeded:
+            return
+        completed = [e for e in seen if e.kind == "job-completed" and e.host == source
+                     and e.params]
+        if completed:
+            record.measurements["hypervisor"] = {**hypervisor.summarize(completed[-1].params),
+                                                 "from": "job-completed event"}
+            return
+        uri = self.hypervisor_uris.get(record.running_on or record.final_host or source)
+        if uri:
             try:
                 record.measurements["hypervisor"] = hypervisor.completed_job(
                     uri, vm.instance_name)

@@ -238,9 +238,13 @@ _EVENT_LINE = re.compile(
     r"for domain '(?P<domain>[^']+)':\s*(?P<detail>.*)$")
 
 
-def parse_event_lines(lines: list[str], host: str) -> list[DomainEvent]:
-    """``virsh event --timestamp`` output; tab-indented lines are the last event's params."""
-    events: list[DomainEvent] = []
+def parse_event_lines(lines: list[str], host: str,
+                      into: list[DomainEvent] | None = None) -> list[DomainEvent]:
+    """``virsh event --timestamp`` output; tab-indented lines are the last event's params.
+
+    ``into``: events parsed from the lines before these, extended in place.
+    """
+    events: list[DomainEvent] = [] if into is None else into
     for line in lines:
         match = _EVENT_LINE.match(line.rstrip("\n"))
         if match:
@@ -265,6 +269,10 @@ class DomainEventListener:
         self.uri = uri
         self.host = host
         self._lines: list[str] = []
+        #: Events parsed so far and how many lines they came from (events() is
+        #: asked several times a second while a migration ends).
+        self._parsed: list[DomainEvent] = []
+        self._parsed_lines = 0
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
@@ -293,8 +301,10 @@ class DomainEventListener:
 
     def events(self) -> list[DomainEvent]:
         with self._lock:
-            lines = list(self._lines)
-        return parse_event_lines(lines, self.host)
+            new = self._lines[self._parsed_lines:]
+            self._parsed_lines += len(new)
+            parse_event_lines(new, self.host, into=self._parsed)
+            return list(self._parsed)
 
     def stop(self) -> list[DomainEvent]:
         if self._proc is not None:

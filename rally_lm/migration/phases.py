@@ -8,8 +8,9 @@ knows its times:
 =========  ==========================================  ======================
 source     events                                      known to
 =========  ==========================================  ======================
-tool       ``api_call``, ``server_settled`` (left       the poll interval
-           ``migrating``), ``record_settled``
+tool       ``api_call``, ``nova_done`` (the first      the span since the
+           look that found Nova's migration record      look before it
+           final)                                       (``end_resolution``)
 nova       each instance-action event's ``.start`` /    1 s: Nova stores whole
            ``.finish`` (``conductor_live_migrate_      seconds
            instance``, ``compute_pre_live_migration``,
@@ -32,10 +33,10 @@ event marks it); ``compute_post_live_migration_at_destination`` brackets it.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Iterable
 from typing import Any
 
+from rally_lm.clients.nova import nova_time
 from rally_lm.migration.hypervisor import DomainEvent
 from rally_lm.probes.records import ProbeClock
 
@@ -62,21 +63,36 @@ class PhaseEvent:
         return data
 
 
-def nova_time(stamp: str | None) -> float | None:
-    """Nova's naive-UTC ISO timestamp as epoch seconds."""
-    if not stamp:
-        return None
-    parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()
-
-
 def domain_events(events: Iterable[DomainEvent], domain: str, start_wall: float,
                   end_wall: float) -> list[DomainEvent]:
     """This domain's events between two wall times, in order."""
     return sorted((e for e in events if e.domain == domain and start_wall <= e.wall <= end_wall),
                   key=lambda e: e.wall)
+
+
+def copy_over_at(events: Iterable[DomainEvent], domain: str, source: str,
+                 since_wall: float) -> float | None:
+    """Wall time libvirt's source said the domain's migration job was over (its
+    job-completed event, or the domain stopped as migrated), if it did since then."""
+    return min((e.wall for e in events if e.domain == domain and e.host == source
+                and e.wall >= since_wall and (e.kind == "job-completed" or (
+                    e.kind == "lifecycle" and e.detail == "Stopped Migrated"))), default=None)
+
+
+def whereabouts(events: list[DomainEvent], source: str, target: str) -> dict[str, str] | None:
+    """Where the guest runs after a migration, if libvirt's own events tell it all.
+
+    They do when the source stopped the domain as migrated and the target
+    resumed it, with nothing after (no crash, no stop) on the target. Else
+    None: ask libvirt itself (``virsh domstate``).
+    """
+    stopped = [e for e in events if e.host == source and e.kind == "lifecycle"
+               and e.detail == "Stopped Migrated"]
+    on_target = [e for e in events if e.host == target and e.kind == "lifecycle"]
+    if not stopped or not on_target or on_target[-1].detail not in RESUMED_DETAILS:
+        return None
+    return {source: "absent (stopped, migrated: libvirt's event)",
+            target: "running (resumed, migrated: libvirt's event)"}
 
 
 def hypervisor_pause(events: list[DomainEvent], source: str,
@@ -114,12 +130,11 @@ def build(record: Any, clock: ProbeClock, libvirt: list[DomainEvent],
     def since_call(wall: float) -> float:
         return clock.to_monotonic(wall) - origin
 
+    resolution = record.end_resolution if getattr(record, "end_resolution", None) \
+        is not None else poll_interval
     events = [PhaseEvent(0.0, "tool", "api_call"),
-              PhaseEvent(record.window[1] - origin, "tool", "server_settled",
-                         resolution_ms=poll_interval * 1000.0)]
-    if record.nova_completed_after is not None:
-        events.append(PhaseEvent(record.nova_completed_after, "tool", "record_completed",
-                                 resolution_ms=1000.0))
+              PhaseEvent(record.window[1] - origin, "tool", "nova_done",
+                         resolution_ms=resolution * 1000.0)]
     for action in record.events:
         for edge in ("start", "finish"):
             wall = nova_time(action.get(f"{edge}_time"))

@@ -14,7 +14,7 @@ from rally_lm.migration.driver import NEVER_STARTED, MigrationRecord
 
 MIGRATION_COLUMNS = [
     "vm", "direction", "source", "target", "outcome", "timeout_by", "duration_s",
-    "nova_completed_s",
+    "nova_completed_s", "end_resolution_s", "nova_requests",
     "client_downtime_ms", "source_stall_ms", "pause_ms", "convergence_ms", "resume_lag_ms",
     "recovery_tail_ms",
     "stall_ms", "path_down_ms",
@@ -59,7 +59,8 @@ def migration_row(record: MigrationRecord) -> list[Any]:
     return [
         record.vm, record.direction, record.source, record.target, record.outcome,
         record.timeout_by, None if never else _num(record.duration),
-        _num(record.nova_completed_after),
+        _num(record.nova_completed_after), _num(record.end_resolution),
+        sum(record.api_requests.values()) if record.api_requests else None,
         _num(network.get("client_downtime_ms")), _num(anatomy.get("source_stall_ms")),
         _num(anatomy.get("pause_ms")),
         _num(anatomy.get("convergence_ms")), _num(anatomy.get("resume_lag_ms")),

@@ -196,6 +196,12 @@ class DowntimeProbe:
             for t in self.targets
         ]
         self._lock = threading.Lock()
+        #: Per target: the last reply's arrival, and the latest span between two
+        #: arrivals longer than ``gap_threshold`` (a hint for whoever waits for an
+        #: outage to end; the analysis never uses it).
+        self.gap_threshold = max(3 * interval, 0.05)
+        self._last_arrival = [math.nan] * len(self.targets)
+        self._last_gap: list[tuple[float, float] | None] = [None] * len(self.targets)
         self._thread: _ProbeThread | None = None
         self.failure: BaseException | None = None
         #: When the probe thread failed (monotonic): later records are incomplete.
@@ -344,6 +350,17 @@ class DowntimeProbe:
             timeline.duplicates += 1
         else:
             timeline.received[seq] = now
+            last = self._last_arrival[index]
+            if now - last > self.gap_threshold:
+                self._last_gap[index] = (last, now)
+            if not now <= last:  # NaN at first
+                self._last_arrival[index] = now
+
+    def last_reply_gap(self, target: str) -> tuple[float, float] | None:
+        """The latest span without replies from ``target`` longer than ``gap_threshold``:
+        (last reply before it, first reply after it), probe clock; None if none yet."""
+        with self._lock:
+            return self._last_gap[self.targets.index(target)]
 
 
 def start_together(probes: Sequence[DowntimeProbe]) -> None:

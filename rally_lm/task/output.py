@@ -56,6 +56,8 @@ GUEST_TITLE = "Workload (inside the guests)"
 #: (Hyndman & Fan type 7).
 PERCENTILE_METHOD = "linear"
 MIN_FOR_P95 = 20
+EVACUATION_COLUMNS = ["direction", "source", "target", "planned", "attempted", "succeeded",
+                      "seconds", "migrations_s", "rally_lm_s"]
 PER_VM_COLUMNS = [
     "vm", "planned", "succeeded", "duration p50 s", "duration max s", "downtime n",
     "downtime p50 ms", "downtime p95 ms", "downtime max ms", "TCP longest stall ms",
@@ -120,12 +122,15 @@ def round_trip_output(trip: RoundTrip, labels: dict[str, str]) -> list[tuple[str
     }))
     charts.append(("complete", {
         "title": EVACUATION_TITLE, "chart_plugin": "Table",
-        "description": "Each direction of the round trip: seconds from the first to the last "
-                       "migration (none when no VM could be moved).",
-        "data": {"cols": ["direction", "source", "target", "planned", "attempted",
-                          "succeeded", "seconds"],
+        "description": "Each direction of the round trip, its duration defined twice: "
+                       "seconds = the drain's wall time, from the first migration's call to "
+                       "the last one's end (none when no VM could be moved); migrations_s = "
+                       "the sum of its migrations' durations (the seed's evacuation); "
+                       "rally_lm_s = the difference, rally_lm's own time between migrations.",
+        "data": {"cols": EVACUATION_COLUMNS,
                  "rows": [[d.direction, d.source, d.target, d.planned, d.attempted,
-                           d.succeeded, _num(d.seconds)] for d in trip.drains]},
+                           d.succeeded, _num(d.seconds), _num(d.migrations_s), _num(d.tool_s)]
+                          for d in trip.drains]},
     }))
     svgs = timeline_chart.round_trip_svgs(records)
     if svgs:
@@ -153,15 +158,33 @@ def round_trip_output(trip: RoundTrip, labels: dict[str, str]) -> list[tuple[str
     }))
     config_rows = [[k, str(v)] for k, v in sorted(labels.items())]
     config_rows += [[f"probe {k}", str(v)] for k, v in sorted(trip.probe.items())]
+    config_rows += observer_rows(trip)
     charts.append(("complete", {"title": "Configuration", "chart_plugin": "Table",
                                 "data": {"cols": ["setting", "value"], "rows": config_rows}}))
     if trip.errors:
         charts.append(("complete", {"title": "Tool errors", "chart_plugin": "TextArea",
                                     "data": list(trip.errors)}))
-    slim = [{k: v for k, v in r.to_dict().items() if k not in ("progress",)} for r in records]
+    # Whole, the looks at Nova included (a few per migration): how it was observed.
     charts.append(("complete", {"title": "Migration records (JSON)", "chart_plugin": "TextArea",
-                                "data": [json.dumps(slim, default=str)]}))
+                                "data": [json.dumps([r.to_dict() for r in records],
+                                                    default=str)]}))
     return charts
+
+
+def observer_rows(trip: RoundTrip) -> list[list[str]]:
+    """What the round trip asked of Nova: requests in all, per migration, by route."""
+    if not trip.api_requests:
+        return []
+    total = sum(trip.api_requests.values())
+    moved = [r for r in trip.records if r.outcome != "skipped"]
+    per = sorted(sum(r.api_requests.values()) for r in moved if r.api_requests)
+    rows = [["Nova requests (round trip)", str(total)]]
+    if per:
+        rows.append(["Nova requests per migration (min / median / max)",
+                     f"{per[0]} / {float(np.median(per)):g} / {per[-1]}"])
+    rows += [[f"Nova requests: {route}", str(count)]
+             for route, count in sorted(trip.api_requests.items())]
+    return rows
 
 
 def table_rows(output: dict, title: str) -> list[dict[str, Any]]:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MICROVERSION = "2.80"
+#: Nova's in-progress migration statuses (migration_get_in_progress_by_instance).
+IN_PROGRESS = ("queued", "preparing", "running", "post-migrating")
 MAX_VERSION = "2.93"
 
 
@@ -42,7 +44,8 @@ class FakeClock:
 class Plan:
     """How the next live migration of a server goes (seconds of fake time)."""
 
-    #: complete|refuse_api|precheck_fail|fail|hang|stale|lost|stuck|nova_timeout.
+    #: complete|refuse_api|precheck_fail|fail|hang|deaf|stale|lost|stuck|nova_timeout.
+    #: "deaf" runs for good and refuses every abort and force.
     #: "stuck" is a destination compute that died: the record completes, the
     #: server stays "migrating" on its source for good. "nova_timeout" is Nova's
     #: own live_migration_completion_timeout with action abort: after
@@ -140,7 +143,7 @@ class FakeNova:
             return "cancelled", True
         if m.forced_at is not None:
             end_running = min(end_running, m.forced_at - m.created + p.forced_copy)
-        if p.result == "hang" and m.forced_at is None:
+        if p.result == "hang" and m.forced_at is None or p.result == "deaf":
             return "running", False
         if p.result == "stuck" and t >= end_running:
             return "completed", False
@@ -273,10 +276,18 @@ class FakeNova:
                     view = fake._server_view(m.group(1))
                     return self._send(200, {"server": view}) if view else self._send(
                         404, {"itemNotFound": {"message": "Instance could not be found."}})
+                if m := re.fullmatch(r"/v2.1/servers/([^/]+)/migrations/(\d+)", path):
+                    # Only in-progress migrations are shown (MigrationNotFoundForInstance).
+                    found = [fake._migration_view(x) for x in fake.migrations
+                             if x.server_id == m.group(1) and x.id == int(m.group(2))
+                             and fake._phase(x)[0] in IN_PROGRESS]
+                    return self._send(200, {"migration": found[0]}) if found else self._send(
+                        404, {"itemNotFound": {"message": f"migration {m.group(2)} of "
+                                               f"instance {m.group(1)} is not in progress"}})
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)/migrations", path):
                     running = [fake._migration_view(x) for x in fake.migrations
                                if x.server_id == m.group(1) and fake._phase(x)[0] in
-                               ("queued", "preparing", "running", "post-migrating")]
+                               IN_PROGRESS]
                     return self._send(200, {"migrations": running})
                 if path == "/v2.1/os-migrations":
                     wanted = re.search(r"instance_uuid=([^&]+)", query)
@@ -324,7 +335,8 @@ class FakeNova:
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)/migrations/(\d+)", self.path):
                     mig = next(x for x in fake.migrations if x.id == int(m.group(2)))
                     state = fake._phase(mig)[0]
-                    if state not in ("running", "queued", "preparing"):
+                    if state not in ("running", "queued", "preparing") or \
+                            mig.plan.result == "deaf":
                         # nova.exception.InvalidMigrationState, as HTTP 400
                         return self._send(400, {"badRequest": {"message": (
                             f"Migration {mig.id} state of instance {mig.server_id} is "

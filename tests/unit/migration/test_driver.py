@@ -1,5 +1,6 @@
 """The migration driver against FakeNova (real novaclient, real HTTP, fake clock)."""
 
+import collections
 import contextlib
 
 import pytest
@@ -13,6 +14,7 @@ from rally_lm.migration.driver import (
     MigrationFinished,
     MigrationPolicy,
     MigrationRecord,
+    _Following,
     classify,
     reconcile_with_hypervisor,
 )
@@ -41,10 +43,16 @@ def test_completed_migration_is_timed_to_a_poll_interval(cloud):
     record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
     assert record.outcome == "completed", record.error
     assert record.final_host == "hv2"
-    # The server left "migrating" 5 s after the call; polls every 0.25 s.
+    # Nova's record completed 5 s after the call; without an end hint a running
+    # migration is looked at every 0.25 s.
     assert 5.0 <= record.duration <= 5.0 + 0.25
+    assert record.end_resolution == 0.25
     assert record.nova_status == "completed" and record.migration_id == 1
-    assert any(p["memory_total_bytes"] for p in record.progress)
+    assert record.nova_completed_after == record.duration
+    assert any(p.get("memory_total_bytes") for p in record.progress)
+    # Nova's database only while it ran: the server itself read once, at the end.
+    assert record.api_requests["GET /servers/{id}"] == 1
+    assert record.api_requests["POST /servers/{id}/action"] == 1
 
 
 def test_polling_stays_under_the_request_budget(cloud):
@@ -61,6 +69,53 @@ def test_polling_stays_under_the_request_budget(cloud):
 def test_policy_refuses_polling_faster_than_the_budget():
     with pytest.raises(ValueError, match="requests/s"):
         MigrationPolicy(poll_interval=0.1)
+
+
+def hint_at(clock, when):
+    """An end hint that says the copy was over at ``when`` (fake time), once it was."""
+    return lambda: when if clock() >= when else None
+
+
+def test_with_an_end_hint_a_long_copy_costs_few_looks_and_keeps_its_precision(cloud):
+    # 60 s of copy: sparse looks while it runs, dense ones once the hint came.
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(preparing=2.0, running=60.0, post=2.0))
+    start = clock()
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out",
+                                            end_hint=hint_at(clock, start + 62.0))
+    assert record.outcome == "completed"
+    assert 64.0 <= record.duration <= 64.25 and record.end_resolution == 0.25
+    assert record.end_hinted_at == 62.0
+    assert sum(record.api_requests.values()) <= 35
+    assert not any(k.startswith("GET /servers/{id}") and k.endswith("{id}") and v > 1
+                   for k, v in record.api_requests.items() if k == "GET /servers/{id}")
+
+
+def test_the_shortest_hint_to_end_span_so_far_delays_the_dense_looks(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    for _ in range(2):
+        nova.plan(server, Plan(preparing=2.0, running=20.0, post=4.0))
+    the_driver = driver(adapter, clock)
+    first_start = clock()
+    first = the_driver.migrate(server, "vm0", "hv1", "hv2", "out",
+                               end_hint=hint_at(clock, first_start + 22.0))
+    assert the_driver.hint_lags == [pytest.approx(first.duration - 22.0)]
+    clock.sleep(1.0)
+    second_start = clock()
+    second = the_driver.migrate(server, "vm0", "hv2", "hv1", "back",
+                                end_hint=hint_at(clock, second_start + 22.0))
+    assert second.outcome == "completed" and second.end_resolution == 0.25
+
+    def dense(r):
+        return sum(1 for a, b in zip(r.progress, r.progress[1:], strict=False)
+                   if round(b["t"] - a["t"], 3) == 0.25)
+
+    # The first waited densely through Nova's 4 s after the copy; the second
+    # started its dense looks 1 s before the shortest such span.
+    assert dense(first) >= 15 and dense(second) <= 6
+    assert 26.0 <= second.duration <= 26.25
 
 
 def test_api_refusal_is_classified_refused(cloud):
@@ -115,8 +170,9 @@ def test_timeout_action_refused_while_preparing_is_retried_until_accepted(cloud)
     record = driver(adapter, clock, timeout=10.0, on_timeout="force_complete").migrate(
         server, "vm0", "hv1", "hv2", "out")
     assert record.outcome == "timeout_forced", record.error
-    assert record.action_attempts >= 3
-    assert 15.0 <= record.action_accepted_after <= 17.5
+    # Looks every 3 s while it prepares (timeout seen at 12 s), tries every 2 s.
+    assert record.action_attempts == 3
+    assert record.action_accepted_after == 16.0
     assert record.error is None
 
 
@@ -153,35 +209,46 @@ def test_wait_policy_gives_up_after_its_limit(cloud):
     assert 15.0 <= record.duration <= 17.0
 
 
-def test_migration_nova_never_finishes_ends_one_timeout_after_the_abort(cloud):
+def test_a_record_completed_with_the_server_still_migrating_is_stale_status(cloud):
     # The destination compute died: Nova's record says completed, the server
-    # stays "migrating" forever and the abort is refused. The run must go on.
+    # stays "migrating" forever. Its state is read again until the grace ends.
     nova, adapter, clock = cloud
     server = nova.add_server("vm0")
     nova.plan(server, Plan(result="stuck"))
     record = driver(adapter, clock, timeout=10.0, status_grace=5.0).migrate(
         server, "vm0", "hv1", "hv2", "out")
     assert record.outcome == "stale_status"
-    assert 20.0 <= record.duration <= 21.0
+    assert record.duration == 3.0 and record.nova_status == "completed"
+    assert record.error == ("after the grace period Nova says 'completed', the server is "
+                            "ACTIVE/migrating on hv1")
+    assert record.api_requests["GET /servers/{id}"] == 6
+
+
+def test_migration_nova_never_finishes_ends_one_timeout_after_the_abort(cloud):
+    # Nova keeps the migration running for good and refuses to abort it: the
+    # run must go on, one timeout after the abort was first asked.
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="deaf"))
+    record = driver(adapter, clock, timeout=10.0, status_grace=5.0).migrate(
+        server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "stale_status"
+    assert 20.0 <= record.duration <= 20.25
     assert "abort failed" in record.error and "still reports" in record.error
 
 
-def test_record_lagging_the_server_within_grace_is_still_completed(cloud):
+@pytest.mark.parametrize("lag", [3.0, 30.0])
+def test_the_duration_ends_with_novas_record_not_the_servers_task_state(cloud, lag):
+    # Nova clears the task state, then updates resources, then marks the record
+    # completed: the migration is over by Nova's own account when its record says so.
     nova, adapter, clock = cloud
     server = nova.add_server("vm0")
-    nova.plan(server, Plan(record_lag=3.0))
-    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    nova.plan(server, Plan(record_lag=lag))
+    record = driver(adapter, clock, status_grace=5.0).migrate(server, "vm0", "hv1", "hv2",
+                                                              "out")
     assert record.outcome == "completed"
-    assert record.nova_completed_after > record.duration + 2.5
-
-
-def test_record_lagging_beyond_grace_is_stale_status(cloud):
-    nova, adapter, clock = cloud
-    server = nova.add_server("vm0")
-    nova.plan(server, Plan(record_lag=30.0))
-    record = driver(adapter, clock, status_grace=5.0).migrate(server, "vm0", "hv1", "hv2", "out")
-    assert record.outcome == "stale_status"
-    assert "post-migrating" in record.error
+    assert 3.0 + lag <= record.duration <= 3.0 + lag + 0.25
+    assert record.nova_completed_after == record.duration
 
 
 def test_completed_record_with_the_server_on_its_source_is_stale_status(cloud):
@@ -341,11 +408,12 @@ def test_the_last_look_before_the_job_ran_bounds_its_start(cloud):
     nova, adapter, clock = cloud
     server = nova.add_server("vm0")
     nova.plan(server, Plan(preparing=1.0, running=3.0, post=1.0))
-    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    record = driver(adapter, clock, watch_interval=0.5).migrate(server, "vm0", "hv1", "hv2",
+                                                                 "out")
     first_running = next(p["t"] for p in record.progress if p["status"] == "running")
-    # The job ran from 1 s after the call. Progress is looked at every fourth
-    # poll (0.25 s apart): the last look before that start, the first after it.
-    assert 0.0 < record.not_running_at <= 1.0 < first_running <= record.not_running_at + 1.0
+    # The job ran from 1 s after the call; looks 0.5 s apart while it prepared:
+    # the last look before that start, the first after it.
+    assert record.not_running_at == 0.5 and first_running == 1.0
     assert MigrationRecord.from_dict(record.to_dict()).not_running_at == record.not_running_at
 
 
@@ -419,6 +487,7 @@ class RecordingAdapter:
     def __init__(self, running=None):
         self.running = running
         self.calls = []
+        self.requests = collections.Counter()
 
     def migration_progress(self, server_id):
         self.calls.append(("migration_progress", server_id))
@@ -460,21 +529,22 @@ def test_the_action_names_this_servers_migration(action, call, timed_as):
     adapter = RecordingAdapter(RUNNING)
     driver, timed = make_driver(adapter)
     migration = record()
+    migration.migration_id = 7
     assert driver._act(migration, "s1", 100.0, action) is True
-    assert adapter.calls == [("migration_progress", "s1"), (call, "s1", 7)]
+    assert adapter.calls == [(call, "s1", 7)]
     assert timed == [timed_as]
     assert (migration.timeout_action, migration.action_attempts, migration.error,
             migration.action_accepted_after) == (action, 1, None, 1.235)
 
 
-def test_without_an_in_progress_migration_there_is_nothing_to_act_on():
-    adapter = RecordingAdapter(NovaError("503"))
+def test_without_a_migration_record_there_is_nothing_to_act_on():
+    adapter = RecordingAdapter(NovaError("must not be asked"))
     driver, timed = make_driver(adapter)
     migration = record()
     assert driver._act(migration, "s1", 100.0, "abort") is False
     assert driver._act(migration, "s1", 100.0, "abort") is False
-    assert migration.error == "timeout: no in-progress migration to abort"
-    assert migration.action_attempts == 2 and timed == []
+    assert migration.error == "timeout: no migration record to abort yet"
+    assert migration.action_attempts == 2 and timed == [] and adapter.calls == []
     assert migration.action_accepted_after is None
 
 
@@ -528,21 +598,40 @@ def settling_driver(adapter):
     return driver, sleeps
 
 
+def followed(migration=NEW, api_error=None):
+    """A migration followed to its end, as _follow leaves it for _settle."""
+    return _Following(start=99.5, known={1}, migration=migration, looked_at=101.0,
+                      api_error=api_error)
+
+
 def test_a_settled_migration_keeps_novas_record_whole():
-    events = [{"event": "compute_live_migration", "result": "Success"}]
-    adapter = SettlingAdapter([{"id": 1}, NEW], [ON_TARGET], events)
+    adapter = SettlingAdapter([], [ON_TARGET], NovaError("must not be asked"))
     driver, sleeps = settling_driver(adapter)
     migration = record()
-    driver._settle(migration, {1}, 99.5)
+    migration.duration = 1.5004
+    driver._settle(migration, followed())
     assert (migration.migration_id, migration.migration_uuid, migration.nova_status,
             migration.nova_created_at, migration.nova_updated_at) == (
         2, "u2", "completed", "2027-01-15T08:00:00.000000", "2027-01-15T08:00:13.000000")
-    # The clock's second reading (the first set the deadline): 101.00049 - 99.5 s.
     assert migration.nova_completed_after == 1.5
-    assert migration.events == events
+    # A completed migration's events only draw its timeline: read later (read_events).
+    assert migration.events == []
     assert (migration.final_host, migration.final_status, migration.outcome,
             migration.error) == ("hv2", "ACTIVE", "completed", None)
     assert sleeps == []
+
+
+def test_a_failed_migration_is_classified_from_its_events():
+    events = [{"event": "compute_live_migration", "result": "Error",
+               "reason": "libvirt.libvirtError: unsafe"}]
+    adapter = SettlingAdapter([], [{**ON_TARGET, "host": "hv1"}], events)
+    driver, _sleeps = settling_driver(adapter)
+    migration = record()
+    driver._settle(migration, followed({**NEW, "status": "failed"}))
+    assert migration.events == events
+    assert (migration.outcome, migration.error) == (
+        "error", "the migration ended failed; the server is still on hv1: "
+                 "libvirt.libvirtError: unsafe")
 
 
 def test_an_api_failing_until_the_grace_ends_leaves_the_outcome_unknown():
@@ -550,7 +639,7 @@ def test_an_api_failing_until_the_grace_ends_leaves_the_outcome_unknown():
                               NovaError("503 Service Unavailable"))
     driver, sleeps = settling_driver(adapter)
     migration = record()
-    driver._settle(migration, set(), 100.0)
+    driver._settle(migration, followed())
     assert migration.outcome == "unknown"
     assert migration.error == ("Nova's API failed while the migration settled, so how it "
                                "ended is unknown: 503 Service Unavailable")
@@ -561,8 +650,17 @@ def test_one_failed_read_is_retried_and_does_not_decide():
     adapter = SettlingAdapter([NEW], [NovaError("503"), ON_TARGET], [])
     driver, sleeps = settling_driver(adapter)
     migration = record()
-    driver._settle(migration, set(), 100.0)
+    driver._settle(migration, followed())
     assert (migration.outcome, sleeps) == ("completed", [1.0])
+
+
+def test_a_follow_that_ended_on_an_api_error_is_unknown():
+    adapter = SettlingAdapter([], [ON_TARGET], [])
+    driver, _sleeps = settling_driver(adapter)
+    migration = record()
+    driver._settle(migration, followed({**NEW, "status": "running"},
+                                       api_error=NovaError("502 Bad Gateway")))
+    assert migration.outcome == "unknown" and migration.error.endswith("502 Bad Gateway")
 
 
 SOURCE_AT_REST = {"host": "hv1", "status": "ACTIVE", "task_state": None}
@@ -611,9 +709,10 @@ def test_a_flapping_api_is_counted_and_not_the_end():
     ({"timeout": 0}, "timeout and poll_interval must be positive, status_grace >= 0"),
     ({"poll_interval": 0}, "timeout and poll_interval must be positive, status_grace >= 0"),
     ({"status_grace": -1}, "timeout and poll_interval must be positive, status_grace >= 0"),
-    ({"poll_interval": 0.2, "progress_every": 1},
-     f"poll_interval 0.2s with progress every 1 polls exceeds {MAX_REQUESTS_PER_SECOND} "
-     "requests/s"),
+    ({"poll_interval": 0.19},
+     f"poll_interval 0.19s exceeds {MAX_REQUESTS_PER_SECOND} requests/s"),
+    ({"poll_interval": 1.0, "watch_interval": 0.5}, "watch_interval must be at least "
+                                                    "poll_interval"),
 ])
 def test_a_policy_out_of_bounds_says_which_bound(fields, message):
     with pytest.raises(ValueError) as caught:
@@ -624,7 +723,33 @@ def test_a_policy_out_of_bounds_says_which_bound(fields, message):
 @pytest.mark.parametrize("fields", [
     {"nova_completion_timeout": 0}, {"status_grace": 0},
     # Exactly at the request ceiling is allowed.
-    {"poll_interval": 1.0 / MAX_REQUESTS_PER_SECOND * 1.25, "progress_every": 4},
+    {"poll_interval": 1.0 / MAX_REQUESTS_PER_SECOND, "watch_interval": 0.2},
 ])
 def test_a_policy_at_its_bounds_is_accepted(fields):
     MigrationPolicy(**fields)
+
+
+# -- defects found by issue #30, each failing on c38f188 ---------------------------------
+
+def test_one_failed_record_read_after_the_migration_does_not_make_it_refused(cloud):
+    # A migration that ran and failed; the first read of os-migrations after its
+    # end answers 503. It must not pass for one that never started.
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(result="fail", preparing=1.0, running=3.0))
+    nova.fail("GET", r"os-migrations", 503, times=1, after=clock() + 4.0)
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out")
+    assert record.outcome == "error", record.error
+    assert record.nova_status == "failed" and record.migration_id == 1
+
+
+def test_a_force_nova_refused_is_not_a_forced_completion(cloud):
+    # Our timeout asked Nova to force the copy while it was still preparing (refused,
+    # retried every 2 s); the migration then completed on its own between two tries.
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(preparing=3.1, running=0.3, post=0.2))
+    record = driver(adapter, clock, timeout=1.0, on_timeout="force_complete").migrate(
+        server, "vm0", "hv1", "hv2", "out")
+    assert record.timed_out and record.action_accepted_after is None
+    assert record.outcome == "completed" and record.timeout_by is None

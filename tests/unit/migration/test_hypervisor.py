@@ -458,3 +458,22 @@ def test_without_virsh_the_error_names_the_package(monkeypatch):
     with pytest.raises(hypervisor.HypervisorStatsError) as caught:
         hypervisor._virsh("qemu:///system", "domstate", timeout=7)
     assert str(caught.value) == "virsh is not installed (libvirt-clients)"
+
+
+def test_events_read_in_pieces_are_the_events_read_at_once():
+    # The listener parses only the lines that came since it was last asked; an
+    # event's parameters may arrive in a later piece than the event itself.
+    lines = (FIXTURES / "virsh-events-source.txt").read_text().splitlines(True)
+    whole = hypervisor.parse_event_lines(lines, "hv1")
+    listener = hypervisor.DomainEventListener("qemu:///hv1", "hv1")
+    seen = []
+    for cut in range(0, len(lines), 3):
+        listener._lines += lines[cut:cut + 3]
+        seen = listener.events()
+    assert [e.to_dict() for e in seen] == [e.to_dict() for e in whole]
+    params = next(i for i, ln in enumerate(lines) if ln.startswith(("\t", " ")))
+    split = hypervisor.DomainEventListener("qemu:///hv1", "hv1")
+    split._lines += lines[:params + 1]
+    split.events()
+    split._lines += lines[params + 1:]
+    assert [e.to_dict() for e in split.events()] == [e.to_dict() for e in whole]

@@ -59,15 +59,17 @@ def test_every_source_on_one_clock_with_its_resolution():
         phase(10.3, "libvirt", "job completed", "hv1", 1.0),
         phase(10.4, "libvirt", "stopped migrated", "hv1", 1.0),
         phase(12.0, "nova", "compute_live_migration.finish", "hv1", 1000.0, "Success"),
-        phase(12.5, "tool", "server_settled", resolution_ms=250.0),
+        phase(12.5, "tool", "nova_done", resolution_ms=250.0),
         phase(13.0, "nova", "migration record updated", resolution_ms=1000.0),
-        phase(13.25, "tool", "record_completed", resolution_ms=1000.0),
     ]
 
 
-def test_the_tools_poll_interval_is_the_settle_times_resolution():
+def test_the_ends_resolution_is_the_span_since_the_look_before():
     built = phases.build(RECORD, CLOCK, [], None, poll_interval=0.5)
-    assert [e.resolution_ms for e in built if e.name == "server_settled"] == [500.0]
+    assert [e.resolution_ms for e in built if e.name == "nova_done"] == [500.0]
+    looked = types.SimpleNamespace(**{**vars(RECORD), "end_resolution": 3.0})
+    assert [e.resolution_ms for e in phases.build(looked, CLOCK, [], None)
+            if e.name == "nova_done"] == [3000.0]
 
 
 @pytest.mark.parametrize("anatomy", [None, {}, {**ANATOMY, "ongoing": True}])

@@ -311,3 +311,30 @@ def test_a_datagram_read_late_keeps_its_arrival_time():
         sender.close()
     assert ancillary, "the kernel attached no timestamp"
     assert sent - 0.001 <= arrived < read - 0.15
+
+
+def test_the_latest_gap_between_replies_is_kept_per_target_as_a_hint():
+    probe = DowntimeProbe(["127.0.0.1", "127.0.0.2"], interval=0.01, protocol="udp",
+                          udp_port=7)
+    assert probe.gap_threshold == 0.05
+    for _ in range(6):
+        for index in range(2):
+            probe._timelines[index].sent.append(100.0)
+            probe._timelines[index].received.append(float("nan"))
+    assert probe.last_reply_gap("127.0.0.1") is None
+    probe._record_reply(reply(probe, 0, 0), "127.0.0.1", 100.00)
+    probe._record_reply(reply(probe, 0, 1), "127.0.0.1", 100.05)  # exactly the threshold
+    assert probe.last_reply_gap("127.0.0.1") is None
+    probe._record_reply(reply(probe, 0, 2), "127.0.0.1", 100.30)
+    probe._record_reply(reply(probe, 0, 3), "127.0.0.1", 100.31)
+    assert probe.last_reply_gap("127.0.0.1") == (100.05, 100.30)
+    # A duplicate or a late reply arriving out of order opens no gap of its own.
+    probe._record_reply(reply(probe, 0, 3), "127.0.0.1", 100.90)
+    probe._record_reply(reply(probe, 0, 4), "127.0.0.1", 100.305)
+    assert probe.last_reply_gap("127.0.0.1") == (100.05, 100.30)
+    probe._record_reply(reply(probe, 0, 5), "127.0.0.1", 101.00)
+    assert probe.last_reply_gap("127.0.0.1") == (100.31, 101.00)
+    assert probe.last_reply_gap("127.0.0.2") is None
+    assert DowntimeProbe(["127.0.0.1"], interval=0.02, protocol="udp",
+                         udp_port=7).gap_threshold == pytest.approx(0.06)
+    probe._sock.close()
