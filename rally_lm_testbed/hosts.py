@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rally_lm_testbed import layout, netns
+from rally_lm_testbed import cgroups, layout, netns
 from rally_lm_testbed.layout import Host
 
 # Debian's OpenStack services need Debian's python3, not a pyenv or venv one.
@@ -182,11 +182,12 @@ def spawn(host: Host, name: str, argv: Sequence[str], user: str | None = None,
     if user:
         command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *command]
     log = open(log_file(name), "ab")  # noqa: SIM115 - handed to the child
+    group = cgroups.group_of(name)
     proc = subprocess.Popen(
         [*nsenter_prefix(host), *command],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env={**CLEAN_ENV, **(env or {})},
-        cwd="/",
+        cwd="/", preexec_fn=lambda: cgroups.join(group),
     )
     log.close()
     pid_file(name).write_text(f"{proc.pid} {_start_time(proc.pid)}")

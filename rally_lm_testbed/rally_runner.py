@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rally_lm_testbed import layout, testbed
+from rally_lm_testbed import cgroups, layout, testbed
 
 RALLY_HOME = Path(os.environ.get("RALLY_LM_RALLY_HOME", "/var/lib/rally-lm/rally"))
 
@@ -71,9 +71,15 @@ def _rally_argv(*args: str) -> tuple[list[str], dict]:
             *args], env
 
 
+def _in_bench_group() -> None:
+    """Rally and its probes run in the testbed's ``bench`` cgroup (see cgroups)."""
+    cgroups.join("bench")
+
+
 def rally(*args: str, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:
     argv, env = _rally_argv(*args)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                          preexec_fn=_in_bench_group)
     if check and proc.returncode != 0:
         raise RuntimeError(f"rally {' '.join(args)} failed ({proc.returncode}):\n"
                            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -126,7 +132,7 @@ def start_task(template: Path, args_file: Path,
     ensure_env()
     argv, env = _rally_argv(*_task_start_argv(template, args_file, extra_args))
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True, preexec_fn=_in_bench_group)
 
 
 def collect(output: str, returncode: int, args_file: Path, out_dir: Path) -> TaskRun:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rally_lm_testbed import (
     ceph,
+    cgroups,
     cloud_image,
     compute,
     controller,
@@ -98,6 +99,10 @@ def up() -> float:
         down(quiet=True)
     mode = read_mode()
     write_mode(mode)
+    if cgroups.configure():
+        log(f"cpu shares: {cgroups.shares()} (cgroup v1: guests cannot starve the rest)")
+    else:
+        log("cpu shares: no writable cgroup v1 cpu/cpuacct here: every process weighs the same")
     log("network namespaces and links")
     network.configure()
     for host in layout.HOSTS:
@@ -160,6 +165,8 @@ def down(quiet: bool = False) -> None:
     removed = network.cleanup()  # kills what is left inside (guests, bindfs, epmd)
     stragglers = hosts.kill_leftovers()
     hosts.destroy_host_namespaces()
+    for left in cgroups.remove():
+        log(f"down: a cgroup stayed: {left}")
     if layout.STATE.exists():
         shutil.rmtree(layout.STATE, ignore_errors=True)
     if not quiet:
@@ -251,6 +258,7 @@ def status() -> dict:
         "migration_link": {h.name: policy.link_state(h) for h in layout.COMPUTES}
         if all(daemons.values()) else {},
         "ceph": ceph.status() if hosts.running_pid("ceph-mon") else {"health": "not running"},
+        "cpu_shares": cgroups.shares(),
         "namespaces": [ns for ns in netns.list_netns() if ns.startswith(layout.PREFIX)],
         "logs": str(layout.LOG_DIR),
     }

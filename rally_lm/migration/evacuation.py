@@ -45,6 +45,7 @@ from rally_lm.probes.anatomy import (
     switchover_silence,
 )
 from rally_lm.probes.downtime import DowntimeProbe, ProbeError, start_together
+from rally_lm.probes.host_load import HostLoadSampler
 from rally_lm.probes.records import ProbeClock, TargetTimeline, TcpContinuity
 from rally_lm.probes.tcp_continuity import TcpContinuityProbe
 from rally_lm.probes.timeline import (
@@ -134,6 +135,8 @@ class RoundTrip:
     #: HTTP requests the round trip sent Nova, by route (its migrations' and the
     #: whereabouts read before each drain).
     api_requests: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: How busy the host that measured was (rally_lm.probes.host_load).
+    host_load: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def drain_seconds(self) -> dict[str, float]:
@@ -143,7 +146,8 @@ class RoundTrip:
         return {"records": [r.to_dict() for r in self.records],
                 "drains": [d.to_dict() for d in self.drains],
                 "vms": self.vms, "probe": self.probe, "errors": self.errors,
-                "clock": self.clock, "api_requests": self.api_requests}
+                "clock": self.clock, "api_requests": self.api_requests,
+                "host_load": self.host_load}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RoundTrip:
@@ -151,7 +155,8 @@ class RoundTrip:
                    drains=[Drain(**d) for d in data["drains"]], vms=data["vms"],
                    probe=data["probe"], errors=list(data["errors"]),
                    clock=list(data.get("clock", [])),
-                   api_requests=dict(data.get("api_requests", {})))
+                   api_requests=dict(data.get("api_requests", {})),
+                   host_load=dict(data.get("host_load", {})))
 
 
 @dataclasses.dataclass
@@ -222,6 +227,7 @@ class Evacuation:
     def round_trip(self) -> RoundTrip:
         self.trip = trip = RoundTrip()
         asked = collections.Counter(self.driver.adapter.requests)
+        load = HostLoadSampler().start()
         ips = [vm.ip for vm in self.vms]
         compared = [vm.fixed_ip for vm in self.vms
                     if self.probes.compare_fixed and vm.fixed_ip and vm.fixed_ip != vm.ip]
@@ -261,6 +267,7 @@ class Evacuation:
                     trip.errors.append(listener.error)
             self._measure(trip, results, events)
             trip.api_requests = dict(collections.Counter(self.driver.adapter.requests) - asked)
+            trip.host_load = load.stop().to_dict()
         return trip
 
     # -- probes ----------------------------------------------------------------------

@@ -52,6 +52,7 @@ MIGRATIONS_TITLE = "Migrations"
 PER_VM_TITLE = "Per VM"
 EVACUATION_TITLE = "Evacuation"
 GUEST_TITLE = "Workload (inside the guests)"
+CONTENDED_TITLE = "Warning: contended host"
 #: numpy's default percentile: linear interpolation between closest ranks
 #: (Hyndman & Fan type 7).
 PERCENTILE_METHOD = "linear"
@@ -159,8 +160,16 @@ def round_trip_output(trip: RoundTrip, labels: dict[str, str]) -> list[tuple[str
     config_rows = [[k, str(v)] for k, v in sorted(labels.items())]
     config_rows += [[f"probe {k}", str(v)] for k, v in sorted(trip.probe.items())]
     config_rows += observer_rows(trip)
+    config_rows += [[f"host {k}", str(v)] for k, v in sorted(trip.host_load.items())
+                    if k != "why"]
     charts.append(("complete", {"title": "Configuration", "chart_plugin": "Table",
                                 "data": {"cols": ["setting", "value"], "rows": config_rows}}))
+    if trip.host_load.get("contended"):
+        charts.append(("complete", {
+            "title": CONTENDED_TITLE, "chart_plugin": "TextArea",
+            "data": ["This round trip ran on a contended host: "
+                     + "; ".join(trip.host_load["why"]) + ". Its figures include that host's "
+                     "own delays; compare it only with cells run under the same load."]}))
     if trip.errors:
         charts.append(("complete", {"title": "Tool errors", "chart_plugin": "TextArea",
                                     "data": list(trip.errors)}))

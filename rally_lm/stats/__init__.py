@@ -1,0 +1,1 @@
+"""Statistics of the benchmark's figures: intervals and comparisons (no Rally import)."""
