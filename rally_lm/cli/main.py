@@ -121,27 +121,73 @@ def _run_report(args: argparse.Namespace) -> int:
     return report_cmd.run(args)
 
 
+def _profile_help() -> dict[str, str]:
+    from rally_lm.study.matrix import PROFILES
+
+    return {p.name: f"{p.vms} VMs x {p.round_trips} round trips"
+            + (f" x {p.passes} passes" if p.passes > 1 else "")
+            + f" = {p.migrations()} migrations per cell ({p.what})" for p in PROFILES.values()}
+
+
+PROFILE_HELP = _profile_help()
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "compare",
+        help="candidate against baseline: better / worse / no change, with intervals; "
+             "exits 1 when something got worse",
+        description="Compare Rally results of a candidate (after an upgrade, a new setting) "
+        "with a baseline's, cell by cell: client downtime and duration (p50, p95), "
+        "hypervisor downtime, TCP stall, success rate. Each change comes with its interval "
+        "and a significance test; the verdict is worse / better / no change / inconclusive "
+        "against a tolerance. Exit 0: nothing got worse; 1: something did; 2: bad input.")
+    parser.add_argument("--baseline", nargs="+", required=True, metavar="TASK",
+                        help="task UUIDs or `rally task report --json` files (a cell's "
+                             "tasks are pooled)")
+    parser.add_argument("--candidate", nargs="+", required=True, metavar="TASK",
+                        help="the same, for the candidate")
+    parser.add_argument("--tolerance", type=float, default=0.10,
+                        help="the relative change that matters (default 0.10: 10 %%)")
+    parser.add_argument("--confidence", type=float, default=0.95,
+                        help="of the intervals and the tests (default 0.95)")
+    parser.add_argument("--out", default="compare", help="where compare.{md,html,json} go")
+    parser.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from rally_lm.cli import compare_cmd
+
+    return compare_cmd.run(args)
+
+
 def _add_study(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "study",
         help="the seed's whole study: every matrix cell as a Rally task, then one comparison",
         description="Run storage (local, ceph) x tunnelling (off, on) x flavor (small, medium, "
-        "large), and one volume-backed cell, each as a Rally task (6 VMs, round trips as "
-        "asked), switching the embedded testbed's mode between cells (root), or against "
-        "your cloud with --cloud. Resumable: a rerun skips the cells already done.")
+        "large), and one volume-backed cell, each as a Rally task (VMs and round trips from "
+        "the profile), switching the embedded testbed's mode between cells (root), or "
+        "against your cloud with --cloud. Resumable: a rerun skips the cells already done. "
+        "It prints what its n buys (the median's interval) before and after.")
     parser.add_argument("--out", default="study", help="output directory (default ./study)")
     parser.add_argument("--matrix", choices=["seed", "policies"], default="seed",
                         help="seed: storage x tunnelling x flavor; policies: each "
                              "task_templates/args/policy-*.yaml as one task, its VMs "
                              "dirtying memory below, near and above the shaped migration "
                              "link (testbed only)")
+    parser.add_argument("--profile", choices=sorted(PROFILE_HELP), default="default",
+                        help="how much of each cell: "
+                             + "; ".join(f"{k}: {v}" for k, v in sorted(PROFILE_HELP.items())))
     parser.add_argument("--vms", type=int,
-                        help="VMs per cell (the seed: 6; a policy's are its args file's, one "
-                             "per dirty rate)")
+                        help="VMs per cell, instead of the profile's (a policy's are its "
+                             "args file's, one per dirty rate)")
     parser.add_argument("--round-trips", type=int,
-                        help="round trips per cell (the seed: 20; default 2 for the seed's "
-                             "matrix, which fits the testbed's 45-minute budget; 1 for the "
-                             "policy sweep, 24 minutes here)")
+                        help="round trips per cell, instead of the profile's (1 for the "
+                             "policy sweep)")
+    parser.add_argument("--passes", type=int,
+                        help="run the whole matrix this many times, interleaved (A B C A B "
+                             "C), pooling each cell's passes; instead of the profile's")
     parser.add_argument("--cells", nargs="*", metavar="PATTERN",
                         help="only cells matching, e.g. ceph-off or large")
     parser.add_argument("--no-volume-cell", action="store_true",
@@ -225,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe(sub)
     _add_testbed(sub)
     _add_report(sub)
+    _add_compare(sub)
     _add_study(sub)
     _add_influx_replay(sub)
     return parser

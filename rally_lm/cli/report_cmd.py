@@ -25,21 +25,35 @@ def _from_rally(uuid: str, workdir: Path) -> Path:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def load_cells(tasks: list[str], split: bool = True) -> list[cells.Cell]:
+    """The cells of task UUIDs (from Rally's database) or Rally JSON reports.
+
+    Raises InputError, with what is wrong, for anything that is not one.
+    """
     with tempfile.TemporaryDirectory(prefix="rally-lm-report-") as tmp:
+        paths = [_from_rally(t, Path(tmp)) if UUID.match(t) else Path(t) for t in tasks]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise InputError(f"no such file: {', '.join(missing)}")
         try:
-            paths = [_from_rally(t, Path(tmp)) if UUID.match(t) else Path(t)
-                     for t in args.tasks]
-            missing = [str(p) for p in paths if not p.exists()]
-            if missing:
-                raise FileNotFoundError(f"no such file: {', '.join(missing)}")
-            found = cells.load(paths)
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            print(f"rally-lm report: {exc}", file=sys.stderr)
-            return 2
+            found = cells.load(paths, split=split)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"not a Rally JSON report ({type(exc).__name__}: {exc})") \
+                from exc
     if not found:
-        print("rally-lm report: no LiveMigration.evacuate_host workload in the input",
-              file=sys.stderr)
+        raise InputError("no LiveMigration.evacuate_host workload in the input")
+    return found
+
+
+class InputError(Exception):
+    """An input that is no Rally task of rally_lm; the message says which and why."""
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        found = load_cells(args.tasks)
+    except (InputError, FileNotFoundError) as exc:
+        print(f"rally-lm report: {exc}", file=sys.stderr)
         return 2
     try:
         seed = [cell for path in (args.baseline or [])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from rally_lm.migration.driver import SUCCEEDED
 from rally_lm.study import matrix
 from rally_lm.study.progress import Progress, parse
 from rally_lm.study.state import CellResult, StudyState
@@ -43,15 +44,33 @@ CLOUD_PROBING = {"probe_interval": 0.01, "icmp_probe": True, "tcp_rate_bytes": 1
 
 
 def apply_scale_defaults(args: argparse.Namespace, policies: bool) -> None:
-    """VMs and round trips per cell, where the user gave none.
+    """VMs, round trips and passes per cell, where the user gave none: the profile's.
 
-    The seed's matrix: its 6 VMs, 2 round trips (45 minutes on the testbed).
     The policy sweep: each policy's own VMs (one per dirty rate), 1 round trip.
     """
+    profile = matrix.PROFILES[getattr(args, "profile", None) or "default"]
     if args.vms is None and not policies:
-        args.vms = 6
+        args.vms = profile.vms
     if args.round_trips is None:
-        args.round_trips = 1 if policies else 2
+        args.round_trips = 1 if policies else profile.round_trips
+    if getattr(args, "passes", None) is None:
+        args.passes = 1 if policies else profile.passes
+
+
+def precision_line(migrations: int) -> str:
+    """What n migrations per cell buy: where the median's and the p95's intervals lie."""
+    from rally_lm.stats import intervals
+
+    median = intervals.quantile_interval(list(range(1, migrations + 1)), 0.5)
+    p95 = intervals.quantile_interval(list(range(1, migrations + 1)), 0.95)
+    text = f"{migrations} migrations per cell: the median's 95 % interval "
+    text += (f"runs from value {median.low:.0f} to value {median.high:.0f} (sorted)"
+             if median.bounded else "cannot be bounded (too few)")
+    text += "; the p95's " + (f"from value {p95.low:.0f} to value {p95.high:.0f}"
+                              if p95.bounded else
+                              f"has no upper bound below {intervals.values_for_interval(0.95)}"
+                              " values")
+    return text
 
 
 def cell_args(base: dict, cell: matrix.StudyCell, vms: int, round_trips: int,
@@ -229,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         probing["tcp_rate_bytes"] = args.tcp_rate
     # What makes two runs one study; which of its cells to run now (--cells) does not.
     settings = {"matrix": "policies" if policies else "seed", "vms": args.vms,
-                "round_trips": args.round_trips, "cloud": args.cloud,
+                "round_trips": args.round_trips, "passes": args.passes, "cloud": args.cloud,
                 "disk_fill_percent": args.disk_fill_percent, "probing": probing}
     try:
         state = StudyState.load(out / "study.json", settings)
@@ -241,28 +260,32 @@ def run(args: argparse.Namespace) -> int:
         if args.flavors else {f: f"lm.{f}" for f in matrix.FLAVORS}
     if args.disk_fill_percent:
         base = {**base, "disk_fill_percent": args.disk_fill_percent}
-    todo = [c for c in cells if not state.done(c.name)]
+    runs = matrix.ordered(cells, args.passes)
+    todo = [(n, c) for n, c in runs if not state.done(matrix.run_name(c, n))]
     progress = Progress(sum(matrix.planned_migrations(c, args.vms, args.round_trips)
-                            for c in todo))
+                            for _n, c in todo))
     vms = "the policy's VMs" if policies else f"{args.vms} VMs"
-    print(f"rally-lm study: {len(cells)} cells, {len(cells) - len(todo)} already done; "
-          f"{vms} x {args.round_trips} round trips each; out: {out}")
+    passes = f", {args.passes} passes interleaved" if args.passes > 1 else ""
+    print(f"rally-lm study: {len(cells)} cells, {len(runs) - len(todo)} of {len(runs)} runs "
+          f"already done; {vms} x {args.round_trips} round trips each{passes}; out: {out}")
+    if not policies:
+        print(f"rally-lm study: {precision_line(2 * args.vms * args.round_trips * args.passes)}")
     try:
-        for index, cell in enumerate(cells, 1):
-            if state.done(cell.name):
-                print(f"[{index}/{len(cells)} {cell.name}] done before: "
-                      f"{state.cells[cell.name].json}")
+        for index, (number, cell) in enumerate(runs, 1):
+            name = matrix.run_name(cell, number)
+            if state.done(name):
+                print(f"[{index}/{len(runs)} {name}] done before: {state.cells[name].json}")
                 continue
             if cloud_base and (cell.storage != str(base.get("storage")) or
                                cell.tunnelling != str(base.get("tunnelling"))):
-                state.cells[cell.name] = CellResult(
-                    cell.name, status="not run",
+                state.cells[name] = CellResult(
+                    name, status="not run",
                     reason=f"the cloud is {base.get('storage')}/{base.get('tunnelling')}: "
                            "an existing cloud has one storage and one tunnelling setting")
                 state.save(out / "study.json")
                 continue
-            state.cells[cell.name] = run_cell(runner, cell, index, len(cells), base, args,
-                                              flavors, out, progress, probing)
+            state.cells[name] = run_cell(runner, cell, index, len(runs), base, args,
+                                         flavors, out, progress, probing, name)
             state.save(out / "study.json")
     finally:
         runner.restore()
@@ -289,13 +312,16 @@ def cell_status(reported: bool, exit_code: int, migrations: int, output: str,
 
 def run_cell(runner, cell: matrix.StudyCell, index: int, count: int, base: dict,
              args: argparse.Namespace, flavors: dict, out: Path,
-             progress: Progress, probing: dict | None = None) -> CellResult:
+             progress: Progress, probing: dict | None = None,
+             name: str | None = None) -> CellResult:
+    """Run one cell's task (``name``: the cell in its pass); its state entry."""
+    name = name or cell.name
     began = time.monotonic()
-    args_file = out / "args" / f"{cell.name}.yaml"
+    args_file = out / "args" / f"{name.replace('#', '-pass')}.yaml"
     args_file.parent.mkdir(parents=True, exist_ok=True)
     args_file.write_text(yaml.safe_dump(cell_args(base, cell, args.vms, args.round_trips,
                                                   runner.testbed, flavors, probing)))
-    print(f"[{index}/{count} {cell.name}] preparing")
+    print(f"[{index}/{count} {name}] preparing")
     runner.prepare(cell)
     proc = runner.start(args_file)
     lines, seen = [], 0
@@ -306,7 +332,7 @@ def run_cell(runner, cell: matrix.StudyCell, index: int, count: int, base: dict,
             if event:
                 seen += 1
                 progress.seen()
-                print(progress.line(cell.name, index, count, event), flush=True)
+                print(progress.line(name, index, count, event), flush=True)
         code = proc.wait()
     except BaseException:
         # Ctrl-C, or the study itself failed: Rally runs in a session of its own
@@ -317,13 +343,13 @@ def run_cell(runner, cell: matrix.StudyCell, index: int, count: int, base: dict,
     # Migrations the cell never got to (a failed set-up) leave the estimate.
     progress.planned -= matrix.planned_migrations(cell, args.vms, args.round_trips) - seen
     run = runner.collect("".join(lines), code, args_file, out / "rally")
-    result = CellResult(cell.name, task=run.uuid or None,
+    result = CellResult(name, task=run.uuid or None,
                         json=str(run.json) if run.json else None,
                         html=str(run.html) if run.html else None, exit_code=run.exit_code,
                         seconds=round(time.monotonic() - began, 1), migrations=seen)
     result.status, result.reason = cell_status(bool(run.json), run.exit_code, seen,
                                                "".join(lines), run.log)
-    print(f"[{index}/{count} {cell.name}] {result.status} in {result.seconds:.0f}s "
+    print(f"[{index}/{count} {name}] {result.status} in {result.seconds:.0f}s "
           f"({seen} migrations){' - ' + result.reason if result.reason else ''}")
     return result
 
@@ -387,7 +413,8 @@ def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
     from rally_lm.report import baseline, cells, render
 
     reports = [Path(c.json) for c in state.cells.values() if c.status == "done" and c.json]
-    found = cells.load(reports) if reports else []
+    # A cell's passes are one cell: their migrations pooled.
+    found = cells.pool(cells.load(reports)) if reports else []
     seed = [cell for path in (args.baseline or [])
             for cell in baseline.load(Path(path), args.baseline_source)]
     not_run = {c.cell: c.reason for c in state.cells.values() if c.status != "done"}
@@ -423,6 +450,32 @@ def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
         share = f"{t['tool_share'] * 100:.0f} %" if t["tool_share"] is not None else "?"
         print(f"  {cell.name}: {parts[0]} s = {parts[1]} + {parts[2]} + {parts[3]} s "
               f"(rally_lm {share})")
+    print_precision(found)
     for name, why in not_run.items():
         print(f"  not run / failed: {name}: {why}")
     return 0 if not any(c.status == "failed" for c in state.cells.values()) else 1
+
+
+def print_precision(found: list) -> None:
+    """What each cell's n bought: its medians with their 95 % intervals, as a share."""
+    from rally_lm.report import cells
+    from rally_lm.stats import intervals
+
+    if not found:
+        return
+    print("precision per cell (p50 [95 % interval, order statistics], its half-width as a share "
+          "of the p50; ? where n cannot bound it):")
+    for cell in sorted(found, key=lambda c: c.name):
+        parts = []
+        for column, unit, rows in (("duration_s", "s", [m for m in cell.migrations
+                                                         if m["outcome"] in SUCCEEDED]),
+                                   ("client_downtime_ms", "ms", cell.migrations)):
+            got = intervals.quantile_interval(cells.column(rows, column), 0.5)
+            if got.estimate is None:
+                parts.append(f"{column} -")
+                continue
+            share = f" ±{got.width / 2 / got.estimate:.0%}" if got.bounded and got.estimate \
+                else ""
+            parts.append(f"{column} {got.text(1 if unit == 's' else 0)} {unit} "
+                         f"(n={got.n}{share})")
+        print(f"  {cell.name}: " + "; ".join(parts))

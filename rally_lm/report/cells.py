@@ -11,6 +11,7 @@ values, numpy's "linear" percentile.
 
 from __future__ import annotations
 
+import ast
 import collections
 import dataclasses
 import json
@@ -23,6 +24,7 @@ from rally_lm.migration.driver import NOT_MIGRATION_FAILURES, SUCCEEDED
 from rally_lm.task.output import (
     MIN_FOR_P95,
     PERCENTILE_METHOD,
+    configuration_from_output,
     downtime_values,
     drains_from_output,
     migrations_from_output,
@@ -48,6 +50,36 @@ class Cell:
     failed_iterations: int
     sla: list[dict[str, Any]]
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The first iteration's Configuration table (labels, provenance, cloud facts).
+    configuration: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Per iteration, its round trip's contention record (rally_lm.probes.host_load).
+    host_loads: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: Wall times the workload ran (Rally's start_time, + its full duration).
+    window: tuple[float, float] | None = None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What makes two tasks the same cell (their passes are pooled)."""
+        return (self.storage, self.tunnelling, self.flavor, self.policy or "",
+                self.labels.get("dirty_rate_mib", ""))
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """The code, benchmark host and boot, and the cloud's facts this cell ran with."""
+        return {k: v for k, v in self.configuration.items()
+                if k.startswith(("provenance ", "cloud "))}
+
+    @property
+    def session(self) -> tuple[str, str]:
+        """(boot id of the benchmark host, rally_lm commit): cells alike in both pair."""
+        return (self.configuration.get("provenance boot id", ""),
+                self.configuration.get("provenance rally_lm commit", ""))
+
+    @property
+    def contended(self) -> list[str]:
+        """Why any of its round trips ran on a contended host ([] if none did)."""
+        return [why for load in self.host_loads if load.get("contended")
+                for why in load.get("why", [])]
 
     @property
     def policy(self) -> str | None:
@@ -142,22 +174,78 @@ def _drains(iteration: dict) -> list[dict[str, Any]]:
             if a["name"].startswith("nova.drain_host_") and a.get("finished_at")]
 
 
+def _host_load(configuration: dict[str, str]) -> dict[str, Any]:
+    """The contention record from a Configuration table's ``host ...`` rows (Python
+    literals, as the scenario wrote them)."""
+    load: dict[str, Any] = {}
+    for key, value in configuration.items():
+        if key.startswith("host "):
+            try:
+                load[key.removeprefix("host ")] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                load[key.removeprefix("host ")] = value
+    return load
+
+
 def _cell(task_uuid: str, workload: dict) -> Cell:
     args = workload["scenario"]["LiveMigration.evacuate_host"]
     labels = args.get("labels", {})
-    migrations, drains, tcp = [], [], []
+    migrations, drains, tcp, loads = [], [], [], []
+    configuration: dict[str, str] = {}
     for number, iteration in enumerate(workload["data"]):
         migrations += [{**row, "iteration": number}
                        for row in migrations_from_output(iteration["output"])]
         drains += [{**d, "iteration": number} for d in _drains(iteration)]
         tcp += per_vm_from_output(iteration["output"])
+        table = configuration_from_output(iteration["output"])
+        configuration = configuration or table
+        load = _host_load(table)
+        if load:
+            loads.append(load)
     config = {k: v for k, v in args.items() if k not in ("labels", "hypervisor_uris", "influx")}
     return Cell(task=task_uuid, storage=labels.get("storage", "?"),
                 tunnelling=labels.get("tunnelling", "?"), flavor=labels.get("flavor", "?"),
                 config=config, migrations=migrations, drains=drains, per_vm_tcp=tcp,
                 iterations=workload["total_iteration_count"],
                 failed_iterations=workload["failed_iteration_count"],
-                sla=workload["sla_results"].get("sla", []), labels=dict(labels))
+                sla=workload["sla_results"].get("sla", []), labels=dict(labels),
+                configuration=configuration, host_loads=loads,
+                window=(workload["start_time"], workload["start_time"]
+                        + workload.get("full_duration", 0.0))
+                if workload.get("start_time") else None)
+
+
+def pool(found: list[Cell]) -> list[Cell]:
+    """One cell per key: the tasks of a cell's several passes pooled, in their order.
+
+    Iterations are renumbered after each other; the tasks are joined with
+    "+". Their SLA verdicts stay each task's own (prefixed with its task).
+    """
+    grouped: dict[tuple, list[Cell]] = {}
+    for cell in found:
+        grouped.setdefault(cell.key, []).append(cell)
+    pooled = []
+    for group in grouped.values():
+        if len(group) == 1:
+            pooled.append(group[0])
+            continue
+        migrations, drains, offset = [], [], 0
+        for cell in group:
+            migrations += [{**m, "iteration": m["iteration"] + offset} for m in cell.migrations]
+            drains += [{**d, "iteration": d.get("iteration", 0) + offset} for d in cell.drains]
+            offset += cell.iterations
+        windows = [c.window for c in group if c.window]
+        pooled.append(dataclasses.replace(
+            group[0], task="+".join(c.task for c in group), migrations=migrations,
+            drains=drains, per_vm_tcp=[r for c in group for r in c.per_vm_tcp],
+            iterations=sum(c.iterations for c in group),
+            failed_iterations=sum(c.failed_iterations for c in group),
+            sla=[{**s, "criterion": f"{c.task[:8]}: {s['criterion']}"} for c in group
+                 for s in c.sla],
+            host_loads=[h for c in group for h in c.host_loads],
+            window=(min(w[0] for w in windows), max(w[1] for w in windows)) if windows
+            else None))
+    return pooled
 
 
 def summary(values: list[float]) -> dict[str, float | None]:
@@ -183,7 +271,8 @@ def failed_row(migration: dict[str, Any]) -> dict[str, Any]:
             "reason": migration.get("error") or ""}
 
 
-def _column(rows: list[dict], name: str) -> list[float]:
+def column(rows: list[dict], name: str) -> list[float]:
+    """A column's values, where the rows have one."""
     return [r[name] for r in rows if r.get(name) is not None]
 
 
@@ -206,7 +295,7 @@ def time_budget(cell: Cell) -> dict[str, float | None]:
     """
     drains = [d["seconds"] for d in cell.drains if d.get("seconds") is not None
               and d.get("attempted") != 0]
-    durations = _column(cell.migrations, "duration_s")
+    durations = column(cell.migrations, "duration_s")
     libvirt = [m["hypervisor_total_ms"] / 1000.0 for m in cell.migrations
                if m.get("hypervisor_total_ms") is not None and m.get("duration_s") is not None]
     drains_s = float(sum(drains)) if drains else None
@@ -234,7 +323,7 @@ def figures(cell: Cell) -> dict[str, Any]:
         per_vm[vm] = {"migrations": len(own),
                       "succeeded": sum(m["outcome"] in SUCCEEDED for m in own),
                       "client_downtime_ms": summary(downtime_values(own, client_column)),
-                      "hypervisor_downtime_ms": summary(_column(
+                      "hypervisor_downtime_ms": summary(column(
                           [m for m in own if m["outcome"] in SUCCEEDED],
                           "hypervisor_downtime_ms"))}
     anatomy = {name: summary(downtime_values(cell.migrations, name)) for name in ANATOMY} \
@@ -244,8 +333,8 @@ def figures(cell: Cell) -> dict[str, Any]:
         "total": len(cell.migrations),
         "evacuation_out_s": evacuation(cell.drains, "out"),
         "evacuation_back_s": evacuation(cell.drains, "back"),
-        "duration_s": summary(_column(ok, "duration_s")),
-        "nova_completed_s": summary(_column(ok, "nova_completed_s")),
+        "duration_s": summary(column(ok, "duration_s")),
+        "nova_completed_s": summary(column(ok, "nova_completed_s")),
         "client_downtime_ms": summary(downtime_values(cell.migrations, client_column)),
         "network_downtime_ms": summary(downtime_values(cell.migrations,
                                                        "network_downtime_ms")),
@@ -253,13 +342,13 @@ def figures(cell: Cell) -> dict[str, Any]:
         "icmp_client_downtime_ms": summary(downtime_values(cell.migrations,
                                                            "icmp_client_downtime_ms")),
         "icmp_resume_lag_ms": summary(downtime_values(cell.migrations, "icmp_resume_lag_ms")),
-        "hypervisor_downtime_ms": summary(_column(ok, "hypervisor_downtime_ms")),
-        "dirty_rate_mib_s": summary(_column(cell.migrations, "dirty_rate_mib_s")),
+        "hypervisor_downtime_ms": summary(column(ok, "hypervisor_downtime_ms")),
+        "dirty_rate_mib_s": summary(column(cell.migrations, "dirty_rate_mib_s")),
         "outcomes": dict(collections.Counter(m["outcome"] for m in cell.migrations)),
         "copy_modes": dict(collections.Counter(m["copy_mode"] for m in cell.migrations
                                                if m.get("copy_mode"))),
-        "postcopy_ms": summary(_column(cell.migrations, "postcopy_ms")),
-        "throttle_max_pct": summary(_column(cell.migrations, "throttle_max_pct")),
+        "postcopy_ms": summary(column(cell.migrations, "postcopy_ms")),
+        "throttle_max_pct": summary(column(cell.migrations, "throttle_max_pct")),
         "pause_ms": summary(downtime_values(cell.migrations, "pause_ms")),
         "tcp_max_stall_ms": summary(downtime_values(cell.migrations, "tcp_max_stall_ms")),
         "tcp_bytes_lost": int(sum(r.get("TCP bytes lost") or 0 for r in cell.per_vm_tcp)),

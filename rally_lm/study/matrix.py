@@ -38,6 +38,42 @@ SCALE = {"ram": 16, "disk": 40, "vcpus": 4}
 
 
 @dataclasses.dataclass(frozen=True)
+class Profile:
+    """How much of each cell a study runs: VMs, round trips, passes over the matrix."""
+
+    name: str
+    vms: int
+    round_trips: int
+    passes: int
+    what: str
+
+    def migrations(self, vms: int | None = None, round_trips: int | None = None,
+                   passes: int | None = None) -> int:
+        """Migrations per cell, over all passes."""
+        return 2 * (vms or self.vms) * (round_trips or self.round_trips) * \
+            (passes or self.passes)
+
+
+#: The study's profiles. With several passes, the whole matrix runs once per
+#: pass (A B C A B C): drift in the machine over the study hits every cell alike.
+PROFILES = {
+    "quick": Profile("quick", 2, 1, 1, "a first look"),
+    "default": Profile("default", 3, 2, 1, "the whole matrix in an afternoon"),
+    "seed": Profile("seed", 6, 20, 1, "the seed's own counts"),
+}
+
+
+def ordered(cells: list[StudyCell], passes: int) -> list[tuple[int, StudyCell]]:
+    """(pass, cell) in running order: every cell of pass 1, then of pass 2..."""
+    return [(number, cell) for number in range(1, passes + 1) for cell in cells]
+
+
+def run_name(cell: StudyCell, number: int) -> str:
+    """A cell's name in a pass ("ceph-off-small", then "ceph-off-small#2")."""
+    return cell.name if number == 1 else f"{cell.name}#{number}"
+
+
+@dataclasses.dataclass(frozen=True)
 class StudyCell:
     storage: str
     tunnelling: str

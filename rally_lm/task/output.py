@@ -53,6 +53,7 @@ PER_VM_TITLE = "Per VM"
 EVACUATION_TITLE = "Evacuation"
 GUEST_TITLE = "Workload (inside the guests)"
 CONTENDED_TITLE = "Warning: contended host"
+CONFIGURATION_TITLE = "Configuration"
 #: numpy's default percentile: linear interpolation between closest ranks
 #: (Hyndman & Fan type 7).
 PERCENTILE_METHOD = "linear"
@@ -160,9 +161,8 @@ def round_trip_output(trip: RoundTrip, labels: dict[str, str]) -> list[tuple[str
     config_rows = [[k, str(v)] for k, v in sorted(labels.items())]
     config_rows += [[f"probe {k}", str(v)] for k, v in sorted(trip.probe.items())]
     config_rows += observer_rows(trip)
-    config_rows += [[f"host {k}", str(v)] for k, v in sorted(trip.host_load.items())
-                    if k != "why"]
-    charts.append(("complete", {"title": "Configuration", "chart_plugin": "Table",
+    config_rows += [[f"host {k}", repr(v)] for k, v in sorted(trip.host_load.items())]
+    charts.append(("complete", {"title": CONFIGURATION_TITLE, "chart_plugin": "Table",
                                 "data": {"cols": ["setting", "value"], "rows": config_rows}}))
     if trip.host_load.get("contended"):
         charts.append(("complete", {
@@ -215,6 +215,11 @@ def per_vm_from_output(output: dict) -> list[dict[str, Any]]:
 
 def drains_from_output(output: dict) -> list[dict[str, Any]]:
     return table_rows(output, EVACUATION_TITLE)
+
+
+def configuration_from_output(output: dict) -> dict[str, str]:
+    """The Configuration table of one iteration, setting -> value."""
+    return {row["setting"]: row["value"] for row in table_rows(output, CONFIGURATION_TITLE)}
 
 
 def export_stats_chart(title: str, stats: Any) -> dict:

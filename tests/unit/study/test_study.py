@@ -149,14 +149,37 @@ def test_the_policy_sweep_is_one_task_per_policy_file_with_a_vm_per_dirty_rate()
         assert matrix.planned_migrations(cell, None, 1) == 6
 
 
-@pytest.mark.parametrize("policies, given, expected", [
-    (True, (None, None), (None, 1)), (False, (None, None), (6, 2)), (False, (3, 4), (3, 4)),
-    (True, (None, 4), (None, 4)),
+@pytest.mark.parametrize("policies, profile, given, expected", [
+    (True, None, (None, None, None), (None, 1, 1)),
+    (False, None, (None, None, None), (3, 2, 1)),
+    (False, "quick", (None, None, None), (2, 1, 1)),
+    (False, "seed", (None, None, None), (6, 20, 1)),
+    (False, "seed", (3, 4, 2), (3, 4, 2)),
+    (True, "seed", (None, 4, None), (None, 4, 1)),
 ])
-def test_scale_defaults_depend_on_the_matrix(policies, given, expected):
-    args = argparse.Namespace(vms=given[0], round_trips=given[1])
+def test_scale_defaults_are_the_profiles_unless_given(policies, profile, given, expected):
+    args = argparse.Namespace(vms=given[0], round_trips=given[1], passes=given[2],
+                              profile=profile)
     study_cmd.apply_scale_defaults(args, policies)
-    assert (args.vms, args.round_trips) == expected
+    assert (args.vms, args.round_trips, args.passes) == expected
+
+
+def test_passes_interleave_the_matrix_and_name_their_runs():
+    cells = matrix.seed_matrix(volume_cell=False)[:3]
+    runs = matrix.ordered(cells, 2)
+    assert [matrix.run_name(c, n) for n, c in runs] == [
+        "local-off-small", "local-off-medium", "local-off-large",
+        "local-off-small#2", "local-off-medium#2", "local-off-large#2"]
+    assert matrix.PROFILES["default"].migrations() == 12
+    assert matrix.PROFILES["default"].migrations(passes=3) == 36
+
+
+def test_the_precision_a_study_buys_is_said_before_it_runs():
+    assert study_cmd.precision_line(12) == (
+        "12 migrations per cell: the median's 95 % interval runs from value 3 to value 10 "
+        "(sorted); the p95's has no upper bound below 72 values")
+    assert study_cmd.precision_line(4).startswith(
+        "4 migrations per cell: the median's 95 % interval cannot be bounded (too few)")
 
 
 def test_a_policy_cell_is_its_policy_file_with_the_studys_round_trips():

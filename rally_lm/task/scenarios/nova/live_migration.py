@@ -21,6 +21,7 @@ from rally_lm.export.influx import InfluxExporter, InfluxSettings
 from rally_lm.export.points import migration_points
 from rally_lm.migration.driver import MigrationDriver, MigrationPolicy, MigrationRecord
 from rally_lm.migration.evacuation import Evacuation, ProbeSettings, RoundTrip, WorkloadVM
+from rally_lm.provenance import provenance
 from rally_lm.task import output
 from rally_lm.workload import status as workload_status
 
@@ -187,7 +188,8 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
         workload = self.context["lm_workload"]
         all_labels = {**labels, **{k: str(v) for k, v in config.items()},
                       "flavor": workload["flavor"]["name"], "vms": str(len(self._vms())),
-                      **{f"cloud {k}": str(v) for k, v in workload.get("cloud", {}).items()}}
+                      **{f"cloud {k}": str(v) for k, v in workload.get("cloud", {}).items()},
+                      **{f"provenance {k}": v for k, v in provenance().items()}}
         for kind, chart in output.round_trip_output(trip, all_labels):
             self.add_output(**{kind: chart})
         storage = labels.get("storage")
