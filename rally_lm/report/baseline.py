@@ -14,6 +14,15 @@ lvm_tun_<on|off>_<block|shared>_storage_*.json``. Per flavor:
 "block storage" is its local-disk cloud (block migration), "shared storage"
 its Ceph cloud. Absolute times are its 22-node hardware's; what carries over
 is the shape: how one cell compares with another (``ratios``).
+
+Its record has two flaws, handled here and said in the comparison:
+
+* iterations with fewer VMs than the others (a VM that did not migrate):
+  *incomplete*; an evacuation (the sum of one iteration's migration times,
+  the seed's own definition) is taken over complete iterations only;
+* durations at Rally's ``nova_server_live_migrate_timeout`` (400 s; its
+  plugin waited with Rally's helper): *probable timeouts*, the wait's limit
+  rather than a migration's time; left out of durations and evacuations.
 """
 
 from __future__ import annotations
@@ -21,12 +30,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from rally_lm.report.cells import drain_sums, switched
+from rally_lm.stats.intervals import Interval, bootstrap_ratio
+
 STORAGE_OF = {"block": "local", "shared": "ceph"}
+#: Rally's nova_server_live_migrate_timeout, which the seed's plugin waited with.
+RALLY_WAIT_TIMEOUT_S = 400.0
+#: A duration this close to that timeout is taken for it.
+TIMEOUT_MARGIN_S = 10.0
 FILE_NAME = re.compile(r"tun_(?P<tunnelling>on|off)_(?P<storage>block|shared)_storage")
 
 
@@ -49,24 +68,44 @@ class BaselineCell:
     def name(self) -> str:
         return f"{self.storage} / tunnelling {self.tunnelling} / {self.flavor}"
 
+    @staticmethod
+    def timed_out(duration: float) -> bool:
+        """A duration at Rally's wait timeout: the wait's limit, not a migration's time."""
+        return abs(duration - RALLY_WAIT_TIMEOUT_S) <= TIMEOUT_MARGIN_S
+
     @property
     def durations(self) -> list[float]:
-        return [d for iteration in self.per_iteration for d in iteration]
+        """Every recorded migration time but the probable timeouts."""
+        return [d for iteration in self.per_iteration for d in iteration
+                if not self.timed_out(d)]
+
+    @property
+    def probable_timeouts(self) -> int:
+        return sum(self.timed_out(d) for it in self.per_iteration for d in it)
+
+    @property
+    def complete_iterations(self) -> list[list[float]]:
+        """Iterations with every VM recorded and no probable timeout."""
+        return [it for it in self.per_iteration
+                if len(it) == self.vms and not any(self.timed_out(d) for d in it)]
 
     def evacuations(self) -> list[float]:
-        """Per iteration, the sum of its VMs' migration times (they ran one at a time)."""
-        return [sum(iteration) for iteration in self.per_iteration]
+        """Per complete iteration, the sum of its VMs' migration times (they ran one at a
+        time): the seed's "evacuation"."""
+        return [sum(iteration) for iteration in self.complete_iterations]
 
     def figures(self) -> dict[str, Any]:
         downtime = [s / self.iterations for s in self.downtime_sums_s.values()] \
             if self.iterations else []
         lost = sum(1 for text in self.tcp.values() if not text.startswith("No Loss"))
-        return {"migrations": len(self.durations),
+        evacuations = self.evacuations()
+        return {"migrations": sum(len(it) for it in self.per_iteration),
                 "planned": self.iterations * self.vms,
+                "probable_timeouts": self.probable_timeouts,
+                "incomplete_iterations": sum(len(it) < self.vms for it in self.per_iteration),
                 "duration_p50_s": statistics.median(self.durations) if self.durations else None,
                 "duration_mean_s": statistics.fmean(self.durations) if self.durations else None,
-                "evacuation_mean_s": statistics.fmean(self.evacuations())
-                if self.iterations else None,
+                "evacuation_mean_s": statistics.fmean(evacuations) if evacuations else None,
                 "downtime_per_migration_s": statistics.fmean(downtime) if downtime else None,
                 "tcp_streams_with_loss": lost}
 
@@ -115,26 +154,62 @@ COMPARISONS = [
     ("large vs small", "flavor", "large", "small"),
     ("medium vs small", "flavor", "medium", "small"),
 ]
-#: Ratios this close to 1 count as "no difference".
-SAME = 0.05
+#: Ratios within this of 1 count as "no difference" (the equivalence band).
+SAME = 0.10
+METRICS = ("duration p50", "evacuation mean")
 
 
 def _size(flavor: str) -> str:
     return next((s for s in ("small", "medium", "large") if s in flavor), flavor)
 
 
-def _direction(ratio: float | None) -> str | None:
-    if ratio is None:
+def verdict(ours: Interval, seed: Interval) -> tuple[str, str]:
+    """(agree | disagree | inconclusive, why) from two ratios' intervals.
+
+    They disagree when the intervals do not overlap; agree when they overlap
+    and say the same thing clearly: both above 1 + SAME, both below
+    1 / (1 + SAME), or both inside that band; else it is inconclusive, with
+    the n per cell that would narrow ours enough (intervals narrow as
+    1 / sqrt(n)).
+    """
+    if not ours.bounded or not seed.bounded:
+        return "inconclusive", "a side has too few values for an interval"
+    up, down = 1.0 + SAME, 1.0 / (1.0 + SAME)
+
+    def side(interval: Interval) -> str | None:
+        if interval.low > up:
+            return "higher"
+        if interval.high < down:
+            return "lower"
+        if down <= interval.low and interval.high <= up:
+            return "same"
         return None
-    return "higher" if ratio > 1 + SAME else "lower" if ratio < 1 - SAME else "same"
+    if ours.high < seed.low or seed.high < ours.low:
+        return "disagree", "the intervals do not overlap"
+    if side(ours) is not None and side(ours) == side(seed):
+        return "agree", f"both {side(ours)}"
+    return "inconclusive", _more(ours, up) or "our interval straddles the band"
+
+
+def _more(ours: Interval, up: float) -> str:
+    if not ours.estimate or ours.estimate <= 0 or ours.low <= 0:
+        return ""
+    est, half = math.log(ours.estimate), (math.log(ours.high) - math.log(ours.low)) / 2
+    needed = abs(abs(est) - math.log(up))
+    if needed <= 1e-9 or half <= 0:
+        return ""
+    return f"about {math.ceil(ours.n * (half / needed) ** 2)} migrations per cell would decide"
 
 
 def ratios(ours: dict[tuple[str, str, str], dict[str, Any]],
            seed: dict[tuple[str, str, str], dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ratios between cells, ours beside the seed's, for duration and evacuation.
+    """Ratios between cells with their intervals, ours beside the seed's, and a verdict.
 
-    ``ours``/``seed``: (storage, tunnelling, flavor size) -> {"duration_p50_s",
-    "evacuation_mean_s", "refused": why or None}.
+    ``ours``/``seed``: (storage, tunnelling, flavor size) -> {"durations": [...],
+    "evacuations": [...], "refused": why or None, "session": ...}. Our cells
+    of different sessions (boot of the benchmark host, rally_lm commit) are
+    not paired: the same cell varies more between sessions than many of
+    these ratios do.
     """
     rows = []
     keys = {"storage": 0, "tunnelling": 1, "flavor": 2}
@@ -144,33 +219,48 @@ def ratios(ours: dict[tuple[str, str, str], dict[str, Any]],
             other = list(cell)
             other[position] = high
             pair = (tuple(other), cell)
-            for metric in ("duration_p50_s", "evacuation_mean_s"):
+            for metric, values, statistic in (
+                    ("duration p50", "durations", None),
+                    ("evacuation mean", "evacuations", lambda x: np.mean(x, axis=-1))):
                 row = {"comparison": title, "cell": " / ".join(c for i, c in enumerate(cell)
                                                                if i != position),
                        "metric": metric}
                 for who, table in (("ours", ours), ("seed", seed)):
                     a, b = table.get(pair[0], {}), table.get(pair[1], {})
-                    refused = a.get("refused") or b.get("refused")
-                    value = None
-                    if not refused and a.get(metric) and b.get(metric):
-                        value = a[metric] / b[metric]
-                    row[who] = value
-                    row[f"{who}_note"] = refused or ""
+                    note = a.get("refused") or b.get("refused") or ""
+                    if not note and who == "ours" and a and b and \
+                            a.get("session") != b.get("session"):
+                        note = (f"not paired: different sessions ({_session(a)} against "
+                                f"{_session(b)})")
+                    interval = None
+                    if not note and a.get(values) and b.get(values):
+                        interval = bootstrap_ratio(a[values], b[values], statistic=statistic)
+                    row[who] = interval
+                    row[f"{who}_note"] = note
                 if row["ours"] is None and row["seed"] is None:
                     continue
-                directions = (_direction(row["ours"]), _direction(row["seed"]))
-                row["shape"] = ("agree" if directions[0] == directions[1] else "differ") \
-                    if None not in directions else "not comparable"
+                row["shape"], row["why"] = verdict(row["ours"], row["seed"]) \
+                    if row["ours"] is not None and row["seed"] is not None \
+                    else ("not comparable", "")
                 rows.append(row)
     return rows
 
 
+def _session(entry: dict[str, Any]) -> str:
+    boot, commit = entry.get("session") or ("", "")
+    return f"boot {boot[:8] or '?'}, commit {commit or '?'}"
+
+
 def seed_table(cells: list[BaselineCell]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(c.storage, c.tunnelling, _size(c.flavor)): c.figures() for c in cells}
+    return {(c.storage, c.tunnelling, _size(c.flavor)):
+            {"durations": c.durations, "evacuations": c.evacuations(), "refused": None}
+            for c in cells}
 
 
 def ours_table(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Our cells (report rows: {"cell", "f"}) keyed like the seed's."""
+    """Our cells (report rows: {"cell", "f"}) keyed like the seed's, with the seed's
+    definitions: durations of migrations that succeeded, evacuation = the sum of one
+    drain's migration times."""
     table = {}
     for row in rows:
         cell, figures = row["cell"], row["f"]
@@ -178,10 +268,7 @@ def ours_table(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[st
         if figures["succeeded"] == 0 and figures["total"]:
             reasons = {m["reason"] for m in figures["failed"] if m["reason"]}
             refused = "every migration failed: " + "; ".join(sorted(reasons))[:160]
-        drains = [figures[f"evacuation_{d}_s"]["mean"] for d in ("out", "back")
-                  if figures[f"evacuation_{d}_s"]["mean"] is not None]
         table[(cell.storage, cell.tunnelling, _size(cell.flavor))] = {
-            "duration_p50_s": figures["duration_s"]["p50"],
-            "evacuation_mean_s": statistics.fmean(drains) if drains else None,
-            "refused": refused}
+            "durations": switched(cell.migrations, "duration_s"),
+            "evacuations": drain_sums(cell), "refused": refused, "session": cell.session}
     return table

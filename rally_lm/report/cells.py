@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rally_lm.migration.driver import NOT_MIGRATION_FAILURES, SUCCEEDED
+from rally_lm.stats.intervals import quantile_interval
 from rally_lm.task.output import (
     MIN_FOR_P95,
     PERCENTILE_METHOD,
@@ -56,6 +57,8 @@ class Cell:
     host_loads: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: Wall times the workload ran (Rally's start_time, + its full duration).
     window: tuple[float, float] | None = None
+    #: A cell cut out of a task by dirty rate: that task (its SLAs judged all of it).
+    split_from: str = ""
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -145,8 +148,9 @@ def split_by_dirty_rate(cell: Cell, rates: list[float] | None) -> list[Cell]:
     Each gets its VMs' migrations and TCP rows and the rate as its
     ``dirty_rate_mib`` label. The drains moved every VM of the task, so their
     time (the evacuation columns, the time budget) belongs to no single rate
-    and the split cells carry none. A VM whose name gives no boot index keeps
-    the task whole: better unsplit than mislabelled.
+    and the split cells carry none; nor do they carry the task's SLA verdicts,
+    which judged every rate at once (``split_from`` names the task). A VM whose
+    name gives no boot index keeps the task whole: better unsplit than mislabelled.
     """
     if not rates or len(set(rates)) < 2:
         return [cell]
@@ -159,7 +163,8 @@ def split_by_dirty_rate(cell: Cell, rates: list[float] | None) -> list[Cell]:
         split.append(dataclasses.replace(
             cell, migrations=[m for m in cell.migrations if m["vm"] in vms], drains=[],
             per_vm_tcp=[r for r in cell.per_vm_tcp if r.get("vm") in vms],
-            labels={**cell.labels, "dirty_rate_mib": f"{rate:g}"}))
+            labels={**cell.labels, "dirty_rate_mib": f"{rate:g}"}, sla=[],
+            split_from=cell.task))
     return split
 
 
@@ -248,16 +253,26 @@ def pool(found: list[Cell]) -> list[Cell]:
     return pooled
 
 
-def summary(values: list[float]) -> dict[str, float | None]:
-    """n, mean, p50, p95 (None below MIN_FOR_P95 values) and max."""
+def summary(values: list[float]) -> dict[str, Any]:
+    """n, mean, p50, p95 (None below MIN_FOR_P95 values) and max; the p50's and the
+    p95's 95 % intervals (order statistics; a side None where n cannot bound it)."""
     if not values:
-        return {"count": 0, "mean": None, "p50": None, "p95": None, "max": None}
+        return {"count": 0, "mean": None, "p50": None, "p95": None, "max": None,
+                "p50_ci": [None, None], "p95_ci": [None, None]}
     arr = np.asarray(values, dtype=float)
+    median, p95 = quantile_interval(arr, 0.5), quantile_interval(arr, 0.95)
     return {"count": int(arr.size), "mean": float(arr.mean()),
             "p50": float(np.percentile(arr, 50, method=PERCENTILE_METHOD)),
             "p95": float(np.percentile(arr, 95, method=PERCENTILE_METHOD))
             if arr.size >= MIN_FOR_P95 else None,
-            "max": float(arr.max())}
+            "max": float(arr.max()),
+            "p50_ci": [median.low, median.high], "p95_ci": [p95.low, p95.high]}
+
+
+def switched(migrations: list[dict], name: str) -> list[float]:
+    """A column over the migrations that switched hosts (succeeded): a migration that
+    never left its host has no switchover to time."""
+    return column([m for m in migrations if m["outcome"] in SUCCEEDED], name)
 
 
 def failed_row(migration: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +289,21 @@ def failed_row(migration: dict[str, Any]) -> dict[str, Any]:
 def column(rows: list[dict], name: str) -> list[float]:
     """A column's values, where the rows have one."""
     return [r[name] for r in rows if r.get(name) is not None]
+
+
+def drain_sums(cell: Cell) -> list[float]:
+    """Per drain, the sum of its migrations' durations (the seed's "evacuation"): from the
+    Evacuation table where it says so, else from the Migrations rows."""
+    recorded = [d["migrations_s"] for d in cell.drains if d.get("migrations_s") is not None
+                and d.get("attempted") != 0]
+    if recorded:
+        return recorded
+    sums: dict[tuple, float] = {}
+    for m in cell.migrations:
+        if m.get("duration_s") is not None:
+            key = (m["iteration"], m["direction"])
+            sums[key] = sums.get(key, 0.0) + m["duration_s"]
+    return list(sums.values())
 
 
 def evacuation(drains: list[dict], direction: str) -> dict[str, float | None]:
@@ -315,18 +345,23 @@ def figures(cell: Cell) -> dict[str, Any]:
     ok = [m for m in cell.migrations if m["outcome"] in SUCCEEDED]
     failed = [failed_row(m) for m in cell.migrations if m["outcome"] not in SUCCEEDED]
     failures = dict(collections.Counter(m["outcome"] for m in failed))
-    # Downtime: every migration that reached the hypervisor (as the SLA judges it).
+    # Downtime: over the migrations that switched hosts. lm_max_downtime judges every
+    # one that reached the hypervisor (an aborted one can pause the guest too): the
+    # failed ones' silences are told apart here (failed_silence_ms), never mixed in.
     client_column = "client_downtime_ms" if cell.has_anatomy else "network_downtime_ms"
+    failed_moved = [m for m in cell.migrations
+                    if m["outcome"] not in SUCCEEDED and m["outcome"] not in ("refused",
+                                                                             "skipped")]
     per_vm = {}
     for vm in sorted({m["vm"] for m in cell.migrations}):
         own = [m for m in cell.migrations if m["vm"] == vm]
         per_vm[vm] = {"migrations": len(own),
                       "succeeded": sum(m["outcome"] in SUCCEEDED for m in own),
-                      "client_downtime_ms": summary(downtime_values(own, client_column)),
+                      "client_downtime_ms": summary(switched(own, client_column)),
                       "hypervisor_downtime_ms": summary(column(
                           [m for m in own if m["outcome"] in SUCCEEDED],
                           "hypervisor_downtime_ms"))}
-    anatomy = {name: summary(downtime_values(cell.migrations, name)) for name in ANATOMY} \
+    anatomy = {name: summary(switched(cell.migrations, name)) for name in ANATOMY} \
         if cell.has_anatomy else {}
     return {
         "succeeded": len(ok),
@@ -335,13 +370,13 @@ def figures(cell: Cell) -> dict[str, Any]:
         "evacuation_back_s": evacuation(cell.drains, "back"),
         "duration_s": summary(column(ok, "duration_s")),
         "nova_completed_s": summary(column(ok, "nova_completed_s")),
-        "client_downtime_ms": summary(downtime_values(cell.migrations, client_column)),
-        "network_downtime_ms": summary(downtime_values(cell.migrations,
-                                                       "network_downtime_ms")),
+        "client_downtime_ms": summary(switched(cell.migrations, client_column)),
+        "failed_silence_ms": summary(downtime_values(failed_moved, client_column)),
+        "network_downtime_ms": summary(switched(cell.migrations, "network_downtime_ms")),
         "anatomy": anatomy,
-        "icmp_client_downtime_ms": summary(downtime_values(cell.migrations,
-                                                           "icmp_client_downtime_ms")),
-        "icmp_resume_lag_ms": summary(downtime_values(cell.migrations, "icmp_resume_lag_ms")),
+        "icmp_client_downtime_ms": summary(switched(cell.migrations,
+                                                    "icmp_client_downtime_ms")),
+        "icmp_resume_lag_ms": summary(switched(cell.migrations, "icmp_resume_lag_ms")),
         "hypervisor_downtime_ms": summary(column(ok, "hypervisor_downtime_ms")),
         "dirty_rate_mib_s": summary(column(cell.migrations, "dirty_rate_mib_s")),
         "outcomes": dict(collections.Counter(m["outcome"] for m in cell.migrations)),
@@ -349,8 +384,13 @@ def figures(cell: Cell) -> dict[str, Any]:
                                                if m.get("copy_mode"))),
         "postcopy_ms": summary(column(cell.migrations, "postcopy_ms")),
         "throttle_max_pct": summary(column(cell.migrations, "throttle_max_pct")),
-        "pause_ms": summary(downtime_values(cell.migrations, "pause_ms")),
+        "pause_ms": summary(switched(cell.migrations, "pause_ms")),
         "tcp_max_stall_ms": summary(downtime_values(cell.migrations, "tcp_max_stall_ms")),
+        # Per VM (the TCP stream runs the whole round trip): its longest stall anywhere.
+        "tcp_longest_stall_ms": max([r["TCP longest stall ms"] for r in cell.per_vm_tcp
+                                     if r.get("TCP longest stall ms") is not None]
+                                    + downtime_values(cell.migrations, "tcp_max_stall_ms"),
+                                    default=None),
         "tcp_bytes_lost": int(sum(r.get("TCP bytes lost") or 0 for r in cell.per_vm_tcp)),
         "tcp_bytes_corrupted": int(sum(r.get("TCP bytes corrupted") or 0
                                        for r in cell.per_vm_tcp)),

@@ -19,6 +19,12 @@ TEMPLATES = Path(__file__).parent / "templates"
 COLORS = {"p50": "#4c78a8", "p95": "#f58518", "max": "#e45756"}
 
 
+def _utc(wall: float | None) -> str:
+    if wall is None:
+        return "–"
+    return datetime.datetime.fromtimestamp(wall, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "–"
@@ -27,16 +33,31 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _bounds(pair: list | None, digits: int) -> str:
+    low, high = pair or (None, None)
+    if low is None and high is None:
+        return ""
+
+    def side(value: float | None) -> str:
+        return "?" if value is None else f"{value:.{digits}f}"
+    return f" [{side(low)}, {side(high)}]"
+
+
 def _spread(stats: dict, digits: int = 1) -> str:
-    """"p50 / p95 / max (n)"; the p95 only from MIN_FOR_P95 values on."""
+    """"p50 [interval] / p95 [interval] / max (n)"; the p95 only from MIN_FOR_P95 values
+    on; intervals are 95 % (order statistics), ? where n cannot bound a side."""
     if not stats.get("count"):
         return "–"
-    return (f"{_fmt(stats['p50'], digits)} / {_fmt(stats['p95'], digits)} / "
+    p95 = _fmt(stats["p95"], digits) + (_bounds(stats.get("p95_ci"), digits)
+                                        if stats["p95"] is not None else "")
+    return (f"{_fmt(stats['p50'], digits)}{_bounds(stats.get('p50_ci'), digits)} / {p95} / "
             f"{_fmt(stats['max'], digits)} (n={stats['count']})")
 
 
 def bar_chart(title: str, unit: str, rows: list[tuple[str, dict]]) -> str:
-    """Grouped horizontal bars (p50, p95, max) per cell, as inline SVG."""
+    """Grouped horizontal bars (p50, p95, max) per cell, as inline SVG; cells without a
+    value are left out (a cell whose migrations never switched hosts has no downtime)."""
+    rows = [(label, s) for label, s in rows if s.get("count")]
     values = [s[k] for _label, s in rows for k in ("p50", "p95", "max") if s[k] is not None]
     top = max(values, default=1.0) or 1.0
     width, left, bar, gap = 760, 260, 12, 14
@@ -62,30 +83,42 @@ def bar_chart(title: str, unit: str, rows: list[tuple[str, dict]]) -> str:
     return "".join(parts)
 
 
+#: The phases that make up the client downtime (the recovery tail follows it).
 ANATOMY_COLORS = {"source_stall_ms": "#8c564b", "pause_ms": "#d62728", "convergence_ms": "#9467bd",
-                  "resume_lag_ms": "#ff7f0e", "recovery_tail_ms": "#e6c200"}
+                  "resume_lag_ms": "#ff7f0e"}
 
 
 def anatomy_chart(rows: list[tuple[str, dict]]) -> str:
-    """Median source stall, pause, convergence, resume lag and recovery tail per cell, stacked."""
-    drawn = [(label, a) for label, a in rows if a]
+    """Median source stall, pause, convergence and resume lag per cell, stacked, with the
+    median client downtime marked beside them.
+
+    Medians do not add up: the stack is the sum of each phase's median, not the
+    median of the sums, so it can miss the client downtime's median either way
+    (by one round trip at least, which no phase holds). The recovery tail comes
+    after the client downtime and is not in the stack.
+    """
+    drawn = [(label, a) for label, a in rows if a and a["client_downtime_ms"]["count"]]
     if not drawn:
         return ""
-    totals = [sum((a[k]["p50"] or 0.0) for k in ANATOMY_COLORS) for _label, a in drawn]
+    totals = [max(sum((a[k]["p50"] or 0.0) for k in ANATOMY_COLORS),
+                  a["client_downtime_ms"]["p50"] or 0.0) for _label, a in drawn]
     top = max(totals, default=1.0) or 1.0
     width, left, bar = 760, 260, 14
-    height = 56 + len(drawn) * (bar + 10)
+    height = 70 + len(drawn) * (bar + 10)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              'role="img" aria-label="Outage anatomy">',
-             '<text x="0" y="16" font-size="14" font-weight="bold">Outage anatomy: medians '
-             '(ms)</text>']
+             '<text x="0" y="16" font-size="14" font-weight="bold">Outage anatomy: each '
+             'phase\'s median, stacked; | the client downtime\'s median (ms)</text>']
     x = left
     for key, colour in ANATOMY_COLORS.items():
         parts.append(f'<rect x="{x}" y="24" width="10" height="10" fill="{colour}"/>'
                      f'<text x="{x + 13}" y="33" font-size="10">{key[:-3].replace("_", " ")}'
                      '</text>')
         x += 120
-    y = 44
+    parts.append('<text x="0" y="52" font-size="10">Medians do not add up: the stack is the '
+                 'sum of the phases\' medians, not the median of the sums (one round trip is '
+                 'in no phase); the recovery tail follows and is left out.</text>')
+    y = 60
     for label, anatomy in drawn:
         parts.append(f'<text x="0" y="{y + bar - 3}" font-size="12">{escape(label)}</text>')
         x = float(left)
@@ -95,8 +128,14 @@ def anatomy_chart(rows: list[tuple[str, dict]]) -> str:
             parts.append(f'<rect x="{x:.1f}" y="{y}" width="{length:.1f}" height="{bar}" '
                          f'fill="{colour}"><title>{key} p50 {value:.1f} ms</title></rect>')
             x += length
-        parts.append(f'<text x="{x + 4:.1f}" y="{y + bar - 3}" font-size="10">'
-                     f'{sum((anatomy[k]["p50"] or 0.0) for k in ANATOMY_COLORS):.0f}</text>')
+        client = anatomy["client_downtime_ms"]["p50"] or 0.0
+        mark = left + (width - left - 80) * client / top
+        parts.append(f'<line x1="{mark:.1f}" y1="{y - 2}" x2="{mark:.1f}" y2="{y + bar + 2}" '
+                     f'stroke="#000" stroke-width="2"><title>client downtime p50 '
+                     f'{client:.1f} ms</title></line>')
+        parts.append(f'<text x="{max(x, mark) + 4:.1f}" y="{y + bar - 3}" font-size="10">'
+                     f'phases {sum((anatomy[k]["p50"] or 0.0) for k in ANATOMY_COLORS):.0f} '
+                     f'| client {client:.0f}</text>')
         y += bar + 10
     parts.append("</svg>")
     return "".join(parts)
@@ -200,7 +239,9 @@ def build(cells: list[Cell], title: str = "Live migration: storage x tunnelling 
         bar_chart("Evacuation: bring the VMs back", "s",
                   [(r["cell"].name, r["f"]["evacuation_back_s"]) for r in rows]),
     ] if chart]
+    sessions = sorted({c.session for c in ordered if any(c.session)})
     return {"title": title, "note": note, "rows": rows, "charts": charts,
+            "sessions": sessions, "utc": _utc,
             "seed": [{"cell": c, "f": c.figures()} for c in seed], "shapes": shapes,
             "not_run": not_run or {}, "policies": policies,
             "provenance": sorted({json.dumps(c.provenance, sort_keys=True) for c in seed}),

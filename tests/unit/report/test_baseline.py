@@ -18,7 +18,10 @@ def test_a_seed_file_becomes_cells_with_provenance():
     figures = cell.figures()
     assert figures["migrations"] == 5 and figures["planned"] == 6
     assert figures["duration_p50_s"] == 12.0
-    assert figures["evacuation_mean_s"] == pytest.approx((22 + 11 + 27) / 3)
+    # The seed's evacuation: one iteration's migration times summed, over complete
+    # iterations only (the second lacks a VM). Defect of c38f188: 22, 11 and 27 averaged.
+    assert figures["incomplete_iterations"] == 1 and figures["probable_timeouts"] == 0
+    assert figures["evacuation_mean_s"] == pytest.approx((22 + 27) / 2)
     assert figures["downtime_per_migration_s"] == pytest.approx((1.5 / 3 + 0) / 2)
     assert figures["tcp_streams_with_loss"] == 1
     assert cell.provenance["repository"] == "osic/benchmarking_live-migration"
@@ -30,23 +33,55 @@ def test_an_unknown_file_name_is_refused():
         baseline.load(Path(__file__))
 
 
-def test_shapes_agree_differ_or_cannot_be_compared():
-    ours = {("local", "on", "small"): {"duration_p50_s": 20.0, "evacuation_mean_s": 50.0,
-                                       "refused": None},
-            ("local", "off", "small"): {"duration_p50_s": 10.0, "evacuation_mean_s": 50.0,
-                                        "refused": None},
-            ("ceph", "on", "small"): {"refused": "libvirt refuses it"},
-            ("ceph", "off", "small"): {"duration_p50_s": 5.0, "evacuation_mean_s": 20.0,
-                                       "refused": None}}
-    seed = {("local", "on", "small"): {"duration_p50_s": 30.0, "evacuation_mean_s": 90.0},
-            ("local", "off", "small"): {"duration_p50_s": 20.0, "evacuation_mean_s": 30.0},
-            ("ceph", "on", "small"): {"duration_p50_s": 9.0, "evacuation_mean_s": 9.0},
-            ("ceph", "off", "small"): {"duration_p50_s": 3.0, "evacuation_mean_s": 9.0}}
+def test_durations_at_rallys_wait_timeout_are_probable_timeouts():
+    cell = baseline.BaselineCell("local", "on", "large", [[10.0, 400.3], [11.0, 12.0]], 2, 2,
+                                 {}, {}, {})
+    assert cell.durations == [10.0, 11.0, 12.0] and cell.probable_timeouts == 1
+    assert cell.evacuations() == [23.0]
+
+
+def spread(centre, n=24, width=0.05):
+    return [centre * (1 + width * ((i % 7) - 3) / 3) for i in range(n)]
+
+
+def test_ratio_verdicts_come_from_intervals_not_from_the_side_of_one():
+    # Defect of c38f188: 1.13 against the seed's 4.73 was "agree" (both above 1).
+    session = ("boot-a", "abc123")
+    ours = {("local", "off", "medium"): {"durations": spread(11.3), "evacuations": spread(60),
+                                         "refused": None, "session": session},
+            ("ceph", "off", "medium"): {"durations": spread(10.0), "evacuations": spread(50),
+                                        "refused": None, "session": session},
+            ("local", "on", "medium"): {"refused": "libvirt refuses it"},
+            ("ceph", "on", "medium"): {"durations": spread(10.1), "evacuations": spread(50),
+                                       "refused": None, "session": ("boot-b", "abc123")}}
+    seed = {("local", "off", "medium"): {"durations": spread(47.3), "evacuations": spread(300)},
+            ("ceph", "off", "medium"): {"durations": spread(10.0), "evacuations": spread(50)},
+            ("local", "on", "medium"): {"durations": spread(9.0), "evacuations": spread(9.0)},
+            ("ceph", "on", "medium"): {"durations": spread(10.0), "evacuations": spread(50.0)}}
     rows = {(r["comparison"], r["cell"], r["metric"]): r for r in baseline.ratios(ours, seed)}
-    local = rows[("tunnelled vs native", "local / small", "duration_p50_s")]
-    assert (local["ours"], local["seed"], local["shape"]) == (2.0, 1.5, "agree")
-    evacuation = rows[("tunnelled vs native", "local / small", "evacuation_mean_s")]
-    assert (evacuation["ours"], evacuation["seed"], evacuation["shape"]) == (1.0, 3.0, "differ")
-    ceph = rows[("tunnelled vs native", "ceph / small", "duration_p50_s")]
-    assert ceph["ours"] is None and ceph["ours_note"] == "libvirt refuses it"
-    assert ceph["shape"] == "not comparable"
+    storage = rows[("local (block) vs ceph (shared)", "off / medium", "duration p50")]
+    assert storage["ours"].estimate == pytest.approx(1.13, abs=0.01)
+    assert storage["seed"].estimate == pytest.approx(4.73, abs=0.01)
+    assert storage["shape"] == "disagree"
+    refused = rows[("tunnelled vs native", "local / medium", "duration p50")]
+    assert refused["ours"] is None and refused["ours_note"] == "libvirt refuses it"
+    assert refused["shape"] == "not comparable"
+    # Two sessions: never paired silently.
+    sessions = rows[("tunnelled vs native", "ceph / medium", "duration p50")]
+    assert sessions["ours"] is None
+    assert sessions["ours_note"] == ("not paired: different sessions (boot boot-b, commit "
+                                     "abc123 against boot boot-a, commit abc123)")
+
+
+@pytest.mark.parametrize("ours, seed, shape", [
+    ((1.5, 1.3, 1.7), (1.6, 1.4, 1.9), "agree"),
+    ((1.0, 0.95, 1.05), (1.02, 0.97, 1.08), "agree"),
+    ((1.13, 1.05, 1.2), (4.7, 4.0, 5.5), "disagree"),
+    ((1.2, 0.9, 1.6), (1.5, 1.3, 1.7), "inconclusive"),
+])
+def test_the_verdict_rules(ours, seed, shape):
+    from rally_lm.stats.intervals import Interval
+
+    def interval(values):
+        return Interval(values[0], values[1], values[2], 12, 0.95, "test")
+    assert baseline.verdict(interval(ours), interval(seed))[0] == shape

@@ -42,16 +42,20 @@ def test_every_figure_matches_the_raw_iterations(path):
     f = cells.figures(cell)
     ok = [r for r in rows if r["outcome"] in SUCCEEDED]
     assert (f["succeeded"], f["total"]) == (len(ok), len(rows))
-    # Downtime: every migration that reached the hypervisor and was measured.
+    # Downtime: every migration that switched hosts and was measured; the silences
+    # of those that reached the hypervisor but failed, apart.
     column = "client_downtime_ms" if "client_downtime_ms" in rows[0] else "network_downtime_ms"
-    touched = sorted(r[column] for r in rows
-                     if r["outcome"] not in NEVER_STARTED and r[column] is not None)
-    if touched:
-        assert f["client_downtime_ms"]["max"] == pytest.approx(touched[-1])
-        assert f["client_downtime_ms"]["p50"] == pytest.approx(statistics.median(touched))
-        assert f["client_downtime_ms"]["count"] == len(touched)
+    moved = sorted(r[column] for r in rows if r["outcome"] in SUCCEEDED
+                   and r[column] is not None)
+    failed = sorted(r[column] for r in rows if r["outcome"] not in SUCCEEDED
+                    and r["outcome"] not in NEVER_STARTED and r[column] is not None)
+    assert f["client_downtime_ms"]["count"] == len(moved)
+    assert f["failed_silence_ms"]["count"] == len(failed)
+    if moved:
+        assert f["client_downtime_ms"]["max"] == pytest.approx(moved[-1])
+        assert f["client_downtime_ms"]["p50"] == pytest.approx(statistics.median(moved))
         # Fewer than 20 values: no p95 pretending to be measured.
-        assert (f["client_downtime_ms"]["p95"] is None) == (len(touched) < 20)
+        assert (f["client_downtime_ms"]["p95"] is None) == (len(moved) < 20)
     if ok:
         assert f["duration_s"]["max"] == pytest.approx(max(r["duration_s"] for r in ok))
         hyper = [r["hypervisor_downtime_ms"] for r in ok]
@@ -263,3 +267,50 @@ def test_the_comparison_html_escapes_reasons_labels_and_notes(tmp_path):
     page = html.read_text()
     assert evil not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_cell_whose_migrations_never_switched_hosts_has_no_client_downtime(tmp_path):
+    # Defect of c38f188: local + tunnelled (0/24 succeeded, refused by libvirt after the
+    # call) showed the lowest client downtime of all, from guests that never moved.
+    local_on = ROOT / "tests" / "fixtures" / "rally" / "testbed-local-on.json"
+    (cell,) = cells.load([local_on])
+    f = cells.figures(cell)
+    assert f["succeeded"] == 0 and f["client_downtime_ms"]["count"] == 0
+    assert f["failed_silence_ms"]["count"] > 0
+    html, markdown = render.render(cells.load(FIXTURES), tmp_path)
+    chart = html.read_text().split("Client-perceived downtime per migration")[1]
+    assert "local / tunnelling on" not in chart.split("</svg>")[0]
+    assert "never switched hosts" in markdown.read_text()
+
+
+def test_the_stacked_anatomy_leaves_out_the_tail_and_says_medians_do_not_add_up():
+    # Defect of c38f188: the bars stacked the phases' medians with the recovery tail
+    # (513 ms drawn beside a client downtime p50 of 497.7) without a word.
+    found = [c for c in cells.load(sorted((ROOT / "samples" / "study" / "rally").glob("*.json")))
+             if cells.figures(c)["anatomy"]]
+    rows = [(c.name, cells.figures(c)["anatomy"]) for c in found]
+    assert len(rows) >= 10
+    svg = render.anatomy_chart(rows)
+    assert "recovery tail" not in svg.split("Medians do not add up")[0]
+    assert "Medians do not add up" in svg
+    for _name, anatomy in rows:
+        if not anatomy["client_downtime_ms"]["count"]:
+            continue
+        phases = sum(anatomy[k]["p50"] or 0.0 for k in render.ANATOMY_COLORS)
+        assert f"phases {phases:.0f} | client {anatomy['client_downtime_ms']['p50']:.0f}" in svg
+
+
+def test_a_task_split_by_rate_keeps_its_slas_whole_and_its_vms_longest_tcp_stall(tmp_path):
+    # Defects of c38f188 in samples/policies: each rate's row repeated the whole task's
+    # SLA verdicts ("2/2" beside "lm_success_rate FAIL"), and the longest TCP stall came
+    # from the migration rows only (173.2 ms where the Per VM table says 195.6).
+    sweep = sorted((ROOT / "samples" / "policies" / "rally").glob("*.json"))
+    split = [c for c in cells.load(sweep) if c.split_from]
+    assert split and all(c.sla == [] for c in split)
+    for cell in split:
+        per_vm = [r["TCP longest stall ms"] for r in cell.per_vm_tcp
+                  if r.get("TCP longest stall ms") is not None]
+        if per_vm:
+            assert cells.figures(cell)["tcp_longest_stall_ms"] >= max(per_vm)
+    _html, markdown = render.render(split, tmp_path)
+    assert "the task's, over every rate: see task" in markdown.read_text()
