@@ -12,10 +12,12 @@ control plane it measures, so it asks Nova as little as the figures need:
 * Looks are sparse (``watch_interval``) while nothing can end soon and dense
   (``poll_interval``) where the end is near: the caller's ``end_hint`` says
   when the copy is over (libvirt's events, or the probe seeing the guest
-  answer again after its switchover); after the first migration the dense
-  looks start that much before the end as the shortest hint-to-end span seen
-  so far, less a margin. Without a hint source every look of a running
-  migration is dense.
+  answer again after its switchover), asked once Nova's record says the job
+  runs and taken only if later than the last look that found it not running.
+  After the first migration, the dense looks start as long after the hint as
+  the shortest hint-to-end span seen so far, less a margin, with a look every
+  second until then. Without a hint source every look of a running migration
+  is dense.
 * ``duration`` runs from the API call to the first look that found Nova's
   record final; ``end_resolution`` is the span since the look before it (what
   the duration is known to). ``api_requests`` counts what this migration
@@ -83,6 +85,9 @@ ACTION_RETRY_SECONDS = 2.0
 FIND_WINDOW_SECONDS = 2.0
 #: Dense looks start this much before the shortest hint-to-end span seen so far.
 LAG_MARGIN_SECONDS = 1.0
+#: Between the hint and the dense looks, a look this often: the most a shorter
+#: span than any before can cost the duration's precision.
+HINTED_WATCH_SECONDS = 1.0
 OUTCOMES = ("completed", "refused", "error", "timeout_aborted", "timeout_forced",
             "stale_status", "lost", "skipped", "unknown", "tool_error")
 SUCCEEDED = ("completed", "timeout_forced")
@@ -382,9 +387,13 @@ class MigrationDriver:
         it is asked every poll interval meanwhile)."""
         while True:
             now = self.clock()
-            if end_hint is not None and following.hinted_at is None:
+            if end_hint is not None and following.hinted_at is None and \
+                    (following.migration or {}).get("status") in _RUNNING:
                 hinted = end_hint()
-                if hinted is not None:
+                # A copy cannot end before it started: a hint from before the last
+                # look that found the job not running is some other silence.
+                if hinted is not None and \
+                        hinted >= following.start + record.not_running_at:
                     following.hinted_at = hinted
                     record.end_hinted_at = round(hinted - following.start, 3)
                     next_look = min(next_look, now + self._interval(following, now, True))
@@ -471,7 +480,7 @@ class MigrationDriver:
                 0.0, min(self.hint_lags, default=0.0) - LAG_MARGIN_SECONDS)
             if now + policy.poll_interval >= dense_from:
                 return policy.poll_interval
-            return min(policy.watch_interval, dense_from - now)
+            return min(HINTED_WATCH_SECONDS, policy.watch_interval, dense_from - now)
         if not hinted_source and status in _RUNNING:
             return policy.poll_interval
         return policy.watch_interval

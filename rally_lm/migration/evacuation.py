@@ -449,15 +449,16 @@ class Evacuation:
 
     def _end_hint(self, vm: WorkloadVM, source: str,
                   since: float) -> Callable[[], float | None] | None:
-        """When the copy was over, on the monotonic clock, as seen from outside Nova.
+        """When the copy was over, on the monotonic clock, as seen from outside Nova:
 
-        Whichever comes first: the probe heard the guest again after a silence
-        that began after the call, or libvirt's source reported its job done.
-        Only a hint for when to look at Nova densely; nothing is measured by it.
+        libvirt's source reported its job done, where its events are heard;
+        else the probe heard the guest again after a silence that began after
+        the call (a guest stalled during the copy can fool it: libvirt cannot
+        be). Only a hint for when to look at Nova densely; nothing is measured by it.
         """
-        probe = self._udp
         listeners = [self._listeners[h] for h in (source,) if h in self._listeners] \
             if vm.instance_name else []
+        probe = self._udp if not listeners else None
         if probe is None and not listeners:
             return None
         since_wall = time.time() - (time.monotonic() - since)

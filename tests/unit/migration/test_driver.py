@@ -753,3 +753,16 @@ def test_a_force_nova_refused_is_not_a_forced_completion(cloud):
         server, "vm0", "hv1", "hv2", "out")
     assert record.timed_out and record.action_accepted_after is None
     assert record.outcome == "completed" and record.timeout_by is None
+
+
+def test_a_hint_from_before_the_job_ran_is_some_other_silence(cloud):
+    # The probe heard a stall 2.5 s after the call; Nova's record still said
+    # "preparing" at 3 s: no copy had begun, so that silence was no switchover.
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(preparing=4.0, running=10.0, post=1.0))
+    start = clock()
+    record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out",
+                                            end_hint=hint_at(clock, start + 2.5))
+    assert record.outcome == "completed"
+    assert record.end_hinted_at is None and record.not_running_at == 3.0
