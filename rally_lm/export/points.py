@@ -23,8 +23,8 @@ def migration_points(record: MigrationRecord, tags: dict[str, Any]) -> Iterator[
     row = dict(zip(MIGRATION_COLUMNS, migration_row(record), strict=True))
     fields = {k: v for k, v in row.items()
               if k.endswith(("_ms", "_s", "_mib")) or k in ("lost", "late", "held",
-                                                             "iterations", "tcp_resets",
-                                                             "throttle_max_pct")}
+                                                             "sporadic_replies", "iterations",
+                                                             "tcp_resets", "throttle_max_pct")}
     fields = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool)
                   and k.endswith(("_ms", "_s", "_mib")) else v) for k, v in fields.items()}
     # An outage that never ended (the guest did not answer again) has no number in

@@ -649,7 +649,7 @@ class Evacuation:
         if longest is None or switchover is None:
             view["error"] = f"no reply from {timeline.target} around {window.label}"
             return view
-        anatomy = dissect(timeline, switchover, resumed_at, paused_at, switched_over)
+        anatomy = dissect(timeline, switchover, switched_over)
         view["anatomy"] = anatomy.to_dict()
         view["client_downtime_ms"] = round(longest.duration_ms, 3)
         if longest is not switchover:

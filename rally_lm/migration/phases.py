@@ -22,7 +22,8 @@ libvirt    ``incoming started`` (destination),         a few ms: virsh's
            ``iteration N`` and ``paused`` (source),     receipt of libvirt's
            ``resumed`` (destination), block copies,     event
            ``job completed``
-probe      ``silence began``, ``path back``,            one probe interval
+probe      ``silence began``, ``first lost``,           one probe interval
+           ``first through``, ``path back``,
            ``first reply``, ``recovered``
 =========  ==========================================  ======================
 
@@ -154,7 +155,8 @@ def build(record: Any, clock: ProbeClock, libvirt: list[DomainEvent],
                                  event.host, resolution_ms=1.0))
     if anatomy and not anatomy.get("ongoing"):
         resolution = anatomy.get("resolution_ms", 0.0)
-        for key, name in (("silence_start", "silence began"), ("path_back", "path back"),
+        for key, name in (("silence_start", "silence began"), ("first_lost", "first lost"),
+                          ("first_through", "first through"), ("path_back", "path back"),
                           ("first_reply", "first reply"), ("recovered", "recovered")):
             if anatomy.get(key) is not None:
                 events.append(PhaseEvent(anatomy[key] - origin, "probe", name,

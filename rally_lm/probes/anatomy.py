@@ -1,9 +1,9 @@
 """Why an outage lasted as long as it did: one migration's outage in phases.
 
 A client waiting on a migrating guest sees one thing - no replies - but the
-silence has parts with different cures. From the probe's own records (send
-and reply time of every request), optionally with the hypervisor's resume
-time, the longest silence of a migration is split into:
+silence has parts with different cures. From the probe's own records alone
+(send and reply time of every request; no hypervisor time is a boundary),
+the longest silence of a migration is split into:
 
 ====================  =======================================================
 ``client_downtime``   the longest span without replies while a request was
@@ -11,35 +11,42 @@ time, the longest silence of a migration is split into:
                       answered by the last reply before the gap, to the next
                       reply. What an application waiting on the guest feels;
                       the figure the SLA gates on.
-``source_stall``      the guest still ran on the source but did not answer:
-                      requests held from the silence's start until the
-                      hypervisor paused it (auto-converge's throttle, or the
-                      guest's own load). Only with the hypervisor's pause time,
-                      and only when the silence began more than one probe
-                      interval and one round trip before it.
-``pause``             nothing reached a running guest: requests lost (sent to a
-                      guest that no longer ran, to no destination that would
-                      hold them), and - when the hypervisor's resume time is
-                      known - requests waiting at a destination that announced
-                      the guest before running it. It starts with the silence:
-                      requests answered late although sent before the first
-                      loss were already inside the guest (its receive ring
-                      migrates with its memory). ``path_down`` is the probe's
-                      own part of it: until the first request got through.
-``convergence``       requests lost *after* the path had come back: after
-                      one request already got through, or sent more than one
-                      probe interval after the hypervisor reported the guest
-                      running again. The network itself still moving.
-``resume_lag``        the guest ran and the path was up, yet no answer yet:
-                      the wait of the request that got through for good, from
-                      when both held (minus one median round trip).
+``source_stall``      the guest did not answer but lost nothing: requests
+                      sent before the first one lost, held and answered late
+                      (auto-converge's throttle, or the guest's own load) -
+                      when the first loss came more than one probe interval
+                      and one round trip after the silence began (the last
+                      request or two before a pause are in the guest's
+                      receive ring and answered after it: no stall).
+``pause``             from the first request lost (sent to a guest that no
+                      longer ran, to no destination that would hold it) to
+                      the first that got through (answered, if late: it
+                      reached the destination). ``path_down`` is the same
+                      span; libvirt's downtime is compared with it
+                      (``pause_vs_hypervisor_ms``), never a boundary of it.
+``convergence``       requests lost *after* one had already got through: the
+                      network itself still moving.
+``resume_lag``        the path was up for good, yet no answer yet: the wait of
+                      the request that got through for good (minus one median
+                      round trip).
 ``recovery_tail``     after the first reply, replies flowing but late, until
                       the first on-time one (see ``timeline.late_threshold``).
 ====================  =======================================================
 
 ``source_stall + pause + convergence + resume_lag + rtt = client_downtime``
-exactly; the recovery tail comes after it. Every boundary is a send time or a reply time
-of the probe, so each is known to one probe interval (``resolution_ms``).
+exactly; the recovery tail comes after it. Every boundary is a send time or a
+reply time of the probe, so each is known to the send gap before it
+(``resolution_ms``).
+
+What a second prober, at another interval and phase, would see differs by
+the sampling alone up to ``sampling_ms``: the send gaps before the silence's
+first request and before the request whose reply ended it. A resuming guest
+may also answer *sporadically*: one reply, then losses again before replies
+flow. The silence ends at that first reply (the definition), the anatomy
+counts such replies (``sporadic_replies``) and gives the silence up to the
+first reply of a steady run (``sustained_downtime_ms``): a prober whose
+requests missed the sporadic answer sees that instead, so it widens
+``sampling_ms``.
 """
 
 from __future__ import annotations
@@ -109,6 +116,10 @@ def reply_silences(timeline: TargetTimeline, minimum: float = 0.0) -> list[Silen
     return silences
 
 
+#: Replies to this many requests in a row: the guest answers steadily again.
+STEADY_RUN = 3
+
+
 @dataclasses.dataclass
 class OutageAnatomy:
     """One migration's longest silence, split into phases (ms unless named)."""
@@ -117,9 +128,8 @@ class OutageAnatomy:
     client_downtime_ms: float
     source_stall_ms: float
     pause_ms: float
-    #: The probe's own evidence: first unanswered request to the first that got
-    #: through. Shorter than the pause when the destination announced the guest
-    #: before it ran (requests waited there).
+    #: First request lost to the first that got through: the pause, as the probe
+    #: saw it (kept under its own name for records and dashboards).
     path_down_ms: float
     convergence_ms: float
     resume_lag_ms: float
@@ -135,10 +145,18 @@ class OutageAnatomy:
     #: Longest gap between two sends around the phase boundaries.
     resolution_ms: float
     ongoing: bool
-    #: "probe" or "probe+hypervisor" (the resume time split pause from convergence).
-    split_by: str
+    #: Replies after the silence that were followed by another loss before the
+    #: guest answered STEADY_RUN requests in a row.
+    sporadic_replies: int
+    #: From the silence's start to the first reply of a steady run of replies
+    #: (= client downtime without sporadic replies).
+    sustained_downtime_ms: float
+    #: How much another prober (other interval, other phase) could see
+    #: differently: the send gaps at both ends, and what sporadic replies add.
+    sampling_ms: float
     #: Phase boundaries on the probe's monotonic clock.
     silence_start: float
+    first_lost: float | None
     first_through: float | None
     path_back: float | None
     first_reply: float | None
@@ -169,15 +187,33 @@ def _recovered(sent: np.ndarray, received: np.ndarray, after: float, rtt: float,
     return max(float(sent[index]), float(received[index]) - rtt), int(on_time[0])
 
 
-def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None = None,
-            paused_at: float | None = None, switched_over: bool = True) -> OutageAnatomy:
+def _steady(sent: np.ndarray, received: np.ndarray, after: int) -> tuple[float | None, int]:
+    """(when the guest answered steadily again, how many sporadic replies came before).
+
+    From request ``after`` on, the first run of STEADY_RUN answered requests in
+    a row; its first reply's arrival. Each answered request before it that was
+    followed by a loss is a sporadic reply.
+    """
+    answered = ~np.isnan(received[after:])
+    sporadic = 0
+    run = 0
+    for offset, ok in enumerate(answered):
+        run = run + 1 if ok else 0
+        if run == STEADY_RUN:
+            first = after + offset - STEADY_RUN + 1
+            return float(np.nanmin(received[first:first + STEADY_RUN])), sporadic
+        if not ok and offset > 0 and answered[offset - 1]:
+            sporadic += 1
+    return None, sporadic
+
+
+def dissect(timeline: TargetTimeline, silence: Silence,
+            switched_over: bool = True) -> OutageAnatomy:
     """Split one silence into source stall, pause, convergence, resume lag and tail.
 
-    ``paused_at`` / ``resumed_at`` are when the hypervisor stopped the guest on
-    the source / reported it running on the destination, on the probe's
-    clock, if known. ``switched_over=False`` says the guest never left the
-    source (the migration was aborted or failed): then the whole silence,
-    less one round trip, is a source stall.
+    From the probe's records alone. ``switched_over=False`` says the guest never
+    left the source (the migration was aborted or failed): then the whole
+    silence, less one round trip, is a source stall.
     """
     sent = np.frombuffer(timeline.sent, dtype=float)
     received = np.frombuffer(timeline.received, dtype=float)
@@ -189,10 +225,12 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
     inside = np.arange(first, end_index)
     answered = inside[~np.isnan(received[inside])]
     lost_idx = inside[np.isnan(received[inside])]
+    first_lost = float(sent[lost_idx[0]]) if lost_idx.size else None
 
     # Requests answered although sent before the first loss were already
-    # inside the guest (its receive ring migrates with its memory): they say
-    # nothing of the path. A request answered after a loss got through.
+    # inside the guest (its receive ring migrates with its memory), or held by
+    # a guest still running on its source: they say nothing of the path. A
+    # request answered after a loss got through.
     through = answered[answered > lost_idx[0]] if lost_idx.size else answered
     first_through = float(sent[through[0]]) if through.size else None
     # The path is back for good after the last loss of the silence - at the
@@ -209,6 +247,7 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
         # (a stalled guest held them, then answered from the destination): the
         # first to get through after a loss came after the silence ended.
         first_through = path_back
+    gap_before = _resolution(sent, [first])
 
     if silence.ongoing or path_back is None or first_through is None:
         return OutageAnatomy(
@@ -217,12 +256,13 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
             path_down_ms=math.inf, convergence_ms=0.0, resume_lag_ms=0.0, rtt_ms=rtt * 1000.0,
             recovery_tail_ms=0.0, lost=int(lost_idx.size), held=int(answered.size),
             lost_after_path_back=lost_after, late_in_tail=0,
-            resolution_ms=_resolution(sent, [first]) * 1000.0, ongoing=True,
-            split_by="probe", silence_start=silence.start, first_through=first_through,
+            resolution_ms=gap_before * 1000.0, ongoing=True, sporadic_replies=0,
+            sustained_downtime_ms=math.inf, sampling_ms=math.inf,
+            silence_start=silence.start, first_lost=first_lost, first_through=first_through,
             path_back=path_back, first_reply=None, recovered=None)
 
-    stall_end, pause_end, lag_start, split_by = _phase_ends(
-        silence, first_through, path_back, interval, rtt, resumed_at, paused_at, switched_over)
+    stall_end, pause_end, lag_start = _phase_ends(
+        silence, first_lost, first_through, path_back, interval, rtt, switched_over)
     pause = pause_end - stall_end
     convergence = lag_start - pause_end
     # The held request's wait includes one ordinary round trip.
@@ -237,57 +277,47 @@ def dissect(timeline: TargetTimeline, silence: Silence, resumed_at: float | None
         # Answers kept coming late until the probe stopped.
         recovered = float(sent[-1]) + interval
     recovered = max(recovered, silence.end)
+    # The request whose reply ended the silence, and from it on, the replies.
+    ender = int(np.flatnonzero(received == silence.end)[0])
+    steady, sporadic = _steady(sent, received, ender)
+    sustained = max(steady, silence.end) if steady is not None else math.inf
 
-    # Each boundary is a send: known to the gap before it (a starved probe
-    # thread widens one), the silence's start, the first through, the path back.
     boundaries = [first, int(np.searchsorted(sent, first_through)),
                   int(np.searchsorted(sent, path_back))]
+    sampling = gap_before + _resolution(sent, [ender]) + (sustained - silence.end)
     return OutageAnatomy(
         protocol=timeline.protocol, client_downtime_ms=client * 1000.0,
         source_stall_ms=(stall_end - silence.start) * 1000.0, pause_ms=pause * 1000.0,
-        path_down_ms=(first_through - silence.start) * 1000.0,
-        convergence_ms=convergence * 1000.0,
+        path_down_ms=pause * 1000.0, convergence_ms=convergence * 1000.0,
         resume_lag_ms=resume_lag * 1000.0, rtt_ms=round_trip * 1000.0,
         recovery_tail_ms=(recovered - silence.end) * 1000.0,
         lost=int(lost_idx.size), held=int(answered.size), lost_after_path_back=lost_after,
         late_in_tail=late_in_tail, resolution_ms=_resolution(sent, boundaries) * 1000.0,
-        ongoing=False, split_by=split_by, silence_start=silence.start,
+        ongoing=False, sporadic_replies=sporadic,
+        sustained_downtime_ms=(sustained - silence.start) * 1000.0,
+        sampling_ms=sampling * 1000.0, silence_start=silence.start, first_lost=first_lost,
         first_through=first_through, path_back=path_back, first_reply=silence.end,
         recovered=recovered)
 
 
-def _phase_ends(silence: Silence, first_through: float, path_back: float, interval: float,
-                rtt: float, resumed_at: float | None, paused_at: float | None,
-                switched_over: bool) -> tuple[float, float, float, str]:
-    """Where the source stall, the pause and the convergence end, and what told."""
+def _phase_ends(silence: Silence, first_lost: float | None, first_through: float,
+                path_back: float, interval: float, rtt: float,
+                switched_over: bool) -> tuple[float, float, float]:
+    """Where the source stall, the pause and the convergence end, from the probe alone."""
     if not switched_over:
         # No switchover happened: whatever held or lost the requests, the guest
         # ran on the source throughout (e.g. a stall during the copy).
         end = silence.end - min(rtt, silence.end - silence.start)
-        return end, end, end, "probe"
-    # From the probe alone: paused until a request got through, the network
-    # still moving until it got through for good, then waiting for answers.
-    split_by = "probe"
-    pause_end, lag_start = first_through, path_back
-    if resumed_at is not None and silence.start <= resumed_at <= silence.end:
-        # The hypervisor says when the guest ran again. Requests may reach the
-        # destination before that (it announces the guest first) and wait
-        # there: still the pause. Losses after it are the network's.
-        split_by = "probe+hypervisor"
-        if path_back > resumed_at + interval:
-            pause_end, lag_start = resumed_at, path_back
-        else:
-            pause_end = lag_start = max(resumed_at, path_back)
+        return end, end, end
     # Losses after the first reply are not this silence's: it ended there.
-    lag_start = min(lag_start, silence.end)
-    pause_end = min(pause_end, lag_start)
-    # A guest that stopped answering well before the hypervisor paused it was
-    # still running on the source, slowed (throttled) or busy: not the pause.
+    lag_start = min(path_back, silence.end)
+    pause_end = min(first_through, lag_start)
+    # Requests held, not lost, for longer than one interval and a round trip
+    # before the first loss: the guest did not answer while it still ran.
     stall_end = silence.start
-    if paused_at is not None and silence.start + interval + rtt < paused_at < pause_end:
-        stall_end = paused_at
-        split_by = "probe+hypervisor"
-    return stall_end, pause_end, lag_start, split_by
+    if first_lost is not None and silence.start + interval + rtt < first_lost < pause_end:
+        stall_end = first_lost
+    return stall_end, pause_end, lag_start
 
 
 def _resolution(sent: np.ndarray, indices: list[int]) -> float:

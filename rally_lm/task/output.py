@@ -11,6 +11,10 @@ MIGRATION_COLUMNS. Definitions (docs/measurement.md):
   ``recovery_tail_ms`` follows it. When a longer silence happened elsewhere
   in the window (the guest or path stalled during the copy), it is the gated
   figure and also ``stall_ms``, and the phases still describe the switchover.
+* ``sampling_ms`` - how much a second prober, at another interval and phase,
+  could see differently (rally_lm.probes.anatomy); ``sustained_downtime_ms`` -
+  the silence up to a steady run of replies, past ``sporadic_replies`` of a
+  resuming guest.
 * ``network_downtime_ms`` - the whole outage: first request not answered on
   time to the first one answered on time again (client downtime + tail).
 * ``hypervisor_*`` - libvirt's completed-job statistics (``hypervisor_uris``).

@@ -77,41 +77,41 @@ def test_the_last_request_unanswered_leaves_an_ongoing_silence():
 LOST_FOUR = [True] * 4 + [None] * 4 + [True] * 8
 
 
-def outage(resumed_at=None):
+def outage():
     timeline = steady(len(LOST_FOUR), LOST_FOUR)
     silence = longest_silence(reply_silences(timeline), 0.0, 4.0)
     assert (silence.start, silence.end) == (1.0, 2.125)
-    return dissect(timeline, silence, resumed_at)
+    return dissect(timeline, silence)
 
 
 def test_the_probe_alone_splits_at_the_first_request_through():
     anatomy = outage()
-    assert anatomy.split_by == "probe"
     assert (anatomy.pause_ms, anatomy.convergence_ms, anatomy.resume_lag_ms,
             anatomy.rtt_ms) == (1000.0, 0.0, 0.0, 125.0)
     assert (anatomy.lost, anatomy.held, anatomy.lost_after_path_back) == (4, 1, 0)
-    assert (anatomy.first_through, anatomy.path_back, anatomy.first_reply) == (2.0, 2.0, 2.125)
-
-
-@pytest.mark.parametrize("resumed_at, split_by, pause_ms, convergence_ms", [
-    # A resume one interval before the path came back: within the probe's resolution.
-    (1.75, "probe+hypervisor", 1000.0, 0.0),
-    # Earlier than that: the network took the rest.
-    (1.5, "probe+hypervisor", 500.0, 500.0),
-    (1.0, "probe+hypervisor", 0.0, 1000.0),
-    # After the path was back (at the first reply itself): paused until then.
-    (2.125, "probe+hypervisor", 1125.0, 0.0),
-    # Outside the silence: the hypervisor's time is not this outage's.
-    (1.0 - 1e-9, "probe", 1000.0, 0.0),
-    (2.125 + 1e-9, "probe", 1000.0, 0.0),
-])
-def test_the_hypervisors_resume_splits_pause_from_convergence(resumed_at, split_by, pause_ms,
-                                                              convergence_ms):
-    anatomy = outage(resumed_at)
-    assert (anatomy.split_by, anatomy.pause_ms, anatomy.convergence_ms) == \
-        (split_by, pause_ms, convergence_ms)
+    assert (anatomy.first_lost, anatomy.first_through, anatomy.path_back,
+            anatomy.first_reply) == (1.0, 2.0, 2.0, 2.125)
     assert anatomy.pause_ms + anatomy.convergence_ms + anatomy.resume_lag_ms + \
         anatomy.rtt_ms == anatomy.client_downtime_ms == 1125.0
+    # 0.25 s sends: a quarter second at each end is what another prober could see.
+    assert (anatomy.sporadic_replies, anatomy.sampling_ms) == (0, 500.0)
+
+
+@pytest.mark.parametrize("offset, stalled", [
+    # First loss one interval and one round trip after the silence began: no stall.
+    (0.25 + EIGHTH, False),
+    # Later than that: the guest held requests while it still ran.
+    (0.5, True),
+])
+def test_a_source_stall_needs_a_first_loss_later_than_an_interval_and_a_round_trip(offset,
+                                                                                  stalled):
+    timeline = steady(16, [True] * 4 + [0.9, 0.65] + [None] * 2 + [True] * 8)
+    silence = longest_silence(reply_silences(timeline), 0.0, 4.0)
+    from rally_lm.probes.anatomy import _phase_ends
+    stall_end, pause_end, _lag = _phase_ends(silence, silence.start + offset, 2.0, 2.0, 0.25,
+                                             EIGHTH, True)
+    assert (stall_end > silence.start) is stalled
+    assert pause_end == silence.end == 1.9
 
 
 def test_a_reply_exactly_at_the_late_limit_is_on_time():

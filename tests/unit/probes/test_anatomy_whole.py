@@ -36,7 +36,8 @@ def test_a_switchover_split_into_every_phase():
         path_down_ms=500.0,
         convergence_ms=0.0, resume_lag_ms=250.0, rtt_ms=125.0, recovery_tail_ms=0.0, lost=2,
         held=2, lost_after_path_back=0, late_in_tail=0, resolution_ms=250.0, ongoing=False,
-        split_by="probe", silence_start=0.5, first_through=1.0, path_back=1.0,
+        sporadic_replies=0, sustained_downtime_ms=875.0, sampling_ms=500.0,
+        silence_start=0.5, first_lost=0.5, first_through=1.0, path_back=1.0,
         first_reply=1.375, recovered=1.375)
 
 
@@ -47,8 +48,9 @@ def test_a_silence_that_never_ended_has_no_phases_but_its_counts():
         protocol="udp", client_downtime_ms=math.inf, source_stall_ms=0.0, pause_ms=math.inf,
         path_down_ms=math.inf, convergence_ms=0.0, resume_lag_ms=0.0, rtt_ms=125.0,
         recovery_tail_ms=0.0, lost=3, held=0, lost_after_path_back=0, late_in_tail=0,
-        resolution_ms=250.0, ongoing=True, split_by="probe", silence_start=0.5,
-        first_through=None, path_back=None, first_reply=None, recovered=None)
+        resolution_ms=250.0, ongoing=True, sporadic_replies=0,
+        sustained_downtime_ms=math.inf, sampling_ms=math.inf, silence_start=0.5,
+        first_lost=0.5, first_through=None, path_back=None, first_reply=None, recovered=None)
 
 
 def test_a_path_that_went_down_again_and_never_came_back_is_not_back():

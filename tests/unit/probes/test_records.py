@@ -48,15 +48,17 @@ def test_an_anatomy_as_json_rounds_milliseconds_only():
         path_down_ms=81.9,
         convergence_ms=0.0, resume_lag_ms=38.51111, rtt_ms=0.30009, recovery_tail_ms=0.3,
         lost=8, held=5, lost_after_path_back=0, late_in_tail=1, resolution_ms=10.00049,
-        ongoing=False, split_by="probe+hypervisor", silence_start=100.6445123456,
+        ongoing=False, sporadic_replies=1, sustained_downtime_ms=140.00049,
+        sampling_ms=40.00049, silence_start=100.6445123456, first_lost=100.6445123456,
         first_through=100.7264123456, path_back=100.7264123456, first_reply=100.7653123456,
         recovered=None)
     assert anatomy.to_dict() == {
         "protocol": "udp", "client_downtime_ms": 120.8, "source_stall_ms": 0.0, "pause_ms": 81.912,
         "path_down_ms": 81.9, "convergence_ms": 0.0, "resume_lag_ms": 38.511, "rtt_ms": 0.3,
         "recovery_tail_ms": 0.3, "lost": 8, "held": 5, "lost_after_path_back": 0,
-        "late_in_tail": 1, "resolution_ms": 10.0, "ongoing": False,
-        "split_by": "probe+hypervisor",
+        "late_in_tail": 1, "resolution_ms": 10.0, "ongoing": False, "sporadic_replies": 1,
+        "sustained_downtime_ms": 140.0, "sampling_ms": 40.0,
         # Clock readings keep every digit: rounding them would move phase boundaries.
-        "silence_start": 100.6445123456, "first_through": 100.7264123456,
+        "silence_start": 100.6445123456, "first_lost": 100.6445123456,
+        "first_through": 100.7264123456,
         "path_back": 100.7264123456, "first_reply": 100.7653123456, "recovered": None}
