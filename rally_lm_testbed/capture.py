@@ -45,6 +45,10 @@ class Packet:
     #: Our probes' payload: (probe token, target index, sequence number).
     probe: tuple[int, int, int] | None = None
     icmp_type: int | None = None
+    #: From a capture on every interface (Linux cooked v2): the interface's index,
+    #: and whether the host sent the frame out of it (toward a guest, on a tap).
+    ifindex: int = 0
+    outgoing: bool | None = None
 
 
 def _ip(raw: bytes) -> str:
@@ -82,6 +86,28 @@ def parse_frame(ts: float, frame: bytes) -> Packet:
     return Packet(ts, "other", src, dst, src_mac)
 
 
+#: pcap link types: Ethernet, and Linux cooked v2 (``tcpdump -i any -y LINUX_SLL2``).
+LINK_ETHERNET, LINK_SLL2 = 1, 276
+_SLL2 = struct.Struct("!HHIHBB8s")
+_SLL2_OUTGOING = 4
+
+
+def link_type(path: Path) -> int:
+    data = Path(path).read_bytes()[:_GLOBAL.size]
+    return _GLOBAL.unpack_from(data)[6] if len(data) == _GLOBAL.size else LINK_ETHERNET
+
+
+def parse_sll2(ts: float, frame: bytes) -> Packet:
+    """A Linux cooked v2 frame: the interface it was seen on, then as if Ethernet."""
+    if len(frame) < _SLL2.size:
+        return Packet(ts, "other")
+    protocol, _reserved, ifindex, _hatype, kind, length, address = _SLL2.unpack_from(frame)
+    ethernet = b"\0" * 6 + address[:6].ljust(6, b"\0") + struct.pack("!H", protocol) + \
+        frame[_SLL2.size:]
+    return dataclasses.replace(parse_frame(ts, ethernet), ifindex=ifindex,
+                               outgoing=kind == _SLL2_OUTGOING)
+
+
 def read_frames(path: Path) -> list[tuple[float, bytes]]:
     """(timestamp, frame) of every frame of a classic pcap file, in capture order."""
     data = Path(path).read_bytes()
@@ -101,8 +127,9 @@ def read_frames(path: Path) -> list[tuple[float, bytes]]:
 
 
 def read_pcap(path: Path) -> list[Packet]:
-    """Every frame of a classic pcap file (Ethernet), in capture order."""
-    return [parse_frame(ts, frame) for ts, frame in read_frames(path)]
+    """Every frame of a classic pcap file (Ethernet or Linux cooked v2), in capture order."""
+    parse = parse_sll2 if link_type(path) == LINK_SLL2 else parse_frame
+    return [parse(ts, frame) for ts, frame in read_frames(path)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,10 +191,13 @@ class Capture:
     """``tcpdump`` on one interface of one testbed namespace, until stopped."""
 
     def __init__(self, netns: str, device: str, path: Path, bpf: str) -> None:
+        """``device`` "any": every interface, each frame with its interface's index
+        (Linux cooked v2), so taps that come and go during a migration are seen too."""
         self.path = Path(path)
+        cooked = ["-y", "LINUX_SLL2"] if device == "any" else []
         self._proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{netns}", "tcpdump", "-i", device, "-U", "-n",
-             "-s", "128", "-w", str(self.path), bpf],
+            ["nsenter", f"--net=/run/netns/{netns}", "tcpdump", "-i", device, *cooked, "-U",
+             "-n", "-s", "128", "-w", str(self.path), bpf],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def stop(self) -> list[Packet]:

@@ -194,3 +194,23 @@ def test_a_tls_migration_stream_is_told_from_a_plain_one(tmp_path):
         "first_bytes": ["16030102"]}
     verdict = stream_verdict(tcp_segments(plain))
     assert verdict["tls_connections"] == 0 and verdict["plain_qemu_stream"] is True
+
+
+def test_a_cooked_v2_frame_says_its_interface_and_direction():
+    import struct as st
+
+    from rally_lm.probes.downtime import _MAGIC, _PAYLOAD
+    from rally_lm_testbed import capture as cap
+
+    udp = st.pack("!HHHH", 40000, 7, 8 + _PAYLOAD.size, 0) + _PAYLOAD.pack(_MAGIC, 9, 0, 41)
+    ip = st.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                 bytes([10, 231, 16, 250]), bytes([10, 231, 16, 5])) + udp
+    # protocol, reserved, ifindex, ARPHRD_ETHER, packet type 4 (outgoing), address
+    frame = st.pack("!HHIHBB8s", 0x0800, 0, 17, 1, 4, 6, bytes.fromhex("fa163e000001") + b"\0\0")
+    packet = cap.parse_sll2(12.5, frame + ip)
+    assert (packet.kind, packet.src, packet.dst, packet.probe) == (
+        "udp", "10.231.16.250", "10.231.16.5", (9, 0, 41))
+    assert (packet.ifindex, packet.outgoing, packet.src_mac) == (17, True, "fa:16:3e:00:00:01")
+    rarp = cap.parse_sll2(13.0, st.pack("!HHIHBB8s", 0x8035, 0, 18, 1, 0, 6,
+                                        bytes(8)) + bytes(28))
+    assert (rarp.kind, rarp.ifindex, rarp.outgoing) == ("rarp", 18, False)
