@@ -162,7 +162,7 @@ def _reported_after(service: dict, moment: float) -> bool:
     if not updated:
         return False
     when = datetime.datetime.fromisoformat(updated.rstrip("Z"))
-    return int(when.replace(tzinfo=datetime.UTC).timestamp()) > int(moment)
+    return int(when.replace(tzinfo=datetime.timezone.utc).timestamp()) > int(moment)
 
 
 def wait_hypervisors(timeout: float = 120.0) -> dict:

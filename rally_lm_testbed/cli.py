@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from rally_lm import templates
 from rally_lm_testbed import policy, testbed
 
 
@@ -67,7 +68,6 @@ def policy_changes(args: argparse.Namespace) -> dict:
     return changes
 
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "task_templates" / "evacuate_host.yaml.j2"
 
 
 def _run_task(args: argparse.Namespace) -> int:
@@ -92,7 +92,7 @@ def _run_task(args: argparse.Namespace) -> int:
     if wanted != {k: mode[k] for k in wanted} or wanted_policy != mode["policy"]:
         testbed.set_mode(wanted["storage"], wanted["tunnelled"], wanted_policy,
                          reset_policy=True)
-    template = Path(args.template) if args.template else TEMPLATE
+    template = Path(args.template) if args.template else templates.template()
     run = rally_runner.run_task(template, args_file, Path(args.out))
     print(f"task {run.uuid}: rally task start exited {run.exit_code}")
     print(f"HTML report: {run.html}")

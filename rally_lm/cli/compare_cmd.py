@@ -27,7 +27,12 @@ def run(args: argparse.Namespace) -> int:
         print("rally-lm compare: no cell of the candidate matches one of the baseline: "
               + "; ".join(alone), file=sys.stderr)
         return 2
-    written = compare.render(pairs, alone, Path(args.out), args.tolerance, args.confidence)
+    try:
+        written = compare.render(pairs, alone, Path(args.out), args.tolerance, args.confidence)
+    except OSError as exc:
+        print(f"rally-lm compare: cannot write to {args.out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     print(written["md"].read_text())
     print(f"written: {written['md']}, {written['html']}, {written['json']}")
     return 1 if any(p.worse for p in pairs) else 0

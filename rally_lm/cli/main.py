@@ -7,8 +7,53 @@ without a cloud, without root and without the testbed's packages.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from collections.abc import Sequence
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line and exit 2: a pipeline's log shows what went wrong."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    """A TCP/UDP port, 1-65535 (argparse says what is wrong, exit 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not positive")
+    return value
+
+
+def _target(text: str) -> str:
+    """An IPv4 address or a host name (the probes speak IPv4)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        labels = text.rstrip(".").split(".")
+        if not text or len(text) > 253 or not all(0 < len(label) <= 63 and all(
+                c.isalnum() or c == "-" for c in label) for label in labels):
+            raise argparse.ArgumentTypeError(f"{text!r} is neither an IPv4 address nor a "
+                                             "host name") from None
+        return text
+    if address.version != 4:
+        raise argparse.ArgumentTypeError(f"{text}: the probes speak IPv4 only")
+    return text
 
 
 def _add_probe(sub: argparse._SubParsersAction) -> None:
@@ -19,16 +64,17 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
         "UDP echo with --udp) and optionally a byte-exact TCP echo stream (--tcp), "
         "then print the outages and stalls seen. Run it while migrating by hand.",
     )
-    parser.add_argument("targets", nargs="+", metavar="TARGET")
-    parser.add_argument("--interval", type=float, default=0.01,
+    parser.add_argument("targets", nargs="+", metavar="TARGET", type=_target,
+                        help="IPv4 addresses or host names")
+    parser.add_argument("--interval", type=_positive, default=0.01,
                         help="seconds between echo requests per target (default 0.01, min 0.001)")
-    parser.add_argument("--duration", type=float, default=10.0,
+    parser.add_argument("--duration", type=_positive, default=10.0,
                         help="seconds to probe (default 10)")
-    parser.add_argument("--udp", type=int, metavar="PORT",
+    parser.add_argument("--udp", type=_port, metavar="PORT",
                         help="probe a UDP echo service on PORT instead of ICMP")
-    parser.add_argument("--tcp", type=int, metavar="PORT",
+    parser.add_argument("--tcp", type=_port, metavar="PORT",
                         help="also stream to a TCP echo service on PORT and verify every byte")
-    parser.add_argument("--tcp-rate", type=float, default=10240.0,
+    parser.add_argument("--tcp-rate", type=_positive, default=10240.0,
                         help="TCP continuity stream rate in bytes/s (default 10240)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--raw", action="store_true",
@@ -40,6 +86,10 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
 def _run_probe(args: argparse.Namespace) -> int:
     from rally_lm.cli import probe_cmd
 
+    if args.raw and not args.json:
+        print("rally-lm probe: --raw adds to the JSON output: give --json too",
+              file=sys.stderr)
+        return 2
     return probe_cmd.run(args)
 
 
@@ -130,6 +180,31 @@ def _profile_help() -> dict[str, str]:
 
 
 PROFILE_HELP = _profile_help()
+
+
+def _add_templates(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "templates", help="copy the task templates (and the sample dashboard) to edit",
+        description="Copy rally_lm's task templates - evacuate_host.yaml.j2 and its args "
+        "files - and the sample Grafana dashboard into a directory, from the checkout or "
+        "from where the wheel installed them.")
+    parser.add_argument("--out", required=True, help="the directory to copy them into")
+    parser.set_defaults(handler=_run_templates)
+
+
+def _run_templates(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rally_lm import templates
+
+    try:
+        copied = templates.copy(Path(args.out))
+    except OSError as exc:
+        print(f"rally-lm templates: {exc}", file=sys.stderr)
+        return 2
+    for path in copied:
+        print(path)
+    return 0
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
@@ -261,18 +336,23 @@ def _run_influx_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    import rally_lm
+
+    parser = _Parser(
         prog="rally-lm",
         description="Live-migration benchmarking for OpenStack. The benchmark itself runs "
         "as Rally plugins (rally task start task_templates/...); this command holds the "
         "tools around it.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"rally-lm {rally_lm.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_probe(sub)
     _add_testbed(sub)
     _add_report(sub)
     _add_compare(sub)
     _add_study(sub)
+    _add_templates(sub)
     _add_influx_replay(sub)
     return parser
 

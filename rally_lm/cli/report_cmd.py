@@ -21,7 +21,10 @@ def _from_rally(uuid: str, workdir: Path) -> Path:
     proc = subprocess.run([rally, "task", "report", uuid, "--json", "--out", str(out)],
                           capture_output=True, text=True)
     if proc.returncode != 0 or not out.exists():
-        raise FileNotFoundError(f"rally has no task {uuid}: {proc.stderr.strip()[-300:]}")
+        # Rally says why on stdout (a task it does not know, a database it cannot open).
+        said = " ".join((proc.stderr.strip() or proc.stdout.strip() or
+                         f"exit {proc.returncode}").split())
+        raise InputError(f"rally has no report of task {uuid}: {said[-300:]}")
     return out
 
 
@@ -62,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"rally-lm report: baseline: {exc}", file=sys.stderr)
         return 2
     titled = {"title": args.title} if args.title else {}  # else render's own default
-    html, markdown = render.render(found, Path(args.out), note=args.note, baseline=seed,
-                                   **titled)
+    try:
+        html, markdown = render.render(found, Path(args.out), note=args.note, baseline=seed,
+                                       **titled)
+    except OSError as exc:
+        print(f"rally-lm report: cannot write to {args.out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     print(f"comparison of {len(found)} cell(s):\n  {html}\n  {markdown}")
     return 0

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import yaml
 
+from rally_lm import templates
 from rally_lm.migration.driver import SUCCEEDED
 from rally_lm.study import matrix
 from rally_lm.study.progress import Progress, parse
 from rally_lm.study.state import CellResult, StudyState
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "task_templates" / "evacuate_host.yaml.j2"
-TESTBED_BASE = Path(__file__).resolve().parents[2] / "task_templates" / "args" / \
-    "testbed-local-off.yaml"
+#: The testbed's own cell: its hosts, image, network and hypervisor URIs.
+TESTBED_BASE_NAME = "testbed-local-off.yaml"
 
 
 #: Probing scaled to the testbed like its flavors: under software emulation every
@@ -158,7 +158,7 @@ class TestbedCells:
                   f"tunnelled={found['tunnelled']}, the policy it had): done")
 
     def start(self, args_file: Path) -> subprocess.Popen:
-        return self.rally_runner.start_task(TEMPLATE, args_file)
+        return self.rally_runner.start_task(templates.template(), args_file)
 
     def stop(self, proc: subprocess.Popen, output: str) -> None:
         stop_task(proc, output, lambda uuid: self.rally_runner.rally(
@@ -183,8 +183,8 @@ class CloudCells:
         return None  # the study changes nothing on your cloud
 
     def start(self, args_file: Path) -> subprocess.Popen:
-        return subprocess.Popen([self.rally, "task", "start", str(TEMPLATE), "--task-args-file",
-                                 str(args_file)], stdout=subprocess.PIPE,
+        return subprocess.Popen([self.rally, "task", "start", str(templates.template()),
+                                 "--task-args-file", str(args_file)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
     def stop(self, proc: subprocess.Popen, output: str) -> None:
@@ -194,6 +194,7 @@ class CloudCells:
     def collect(self, output: str, code: int, args_file: Path, out: Path):
         from types import SimpleNamespace
 
+        out.mkdir(parents=True, exist_ok=True)
         log = out / f"{args_file.stem}.log"
         log.write_text(output)
         match = re.search(r"Task ([0-9a-f-]{36})", output)
@@ -216,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         from rally_lm_testbed import netns
 
         netns.require_root("rally-lm study on the embedded testbed")
-    base = cloud_base or yaml.safe_load(TESTBED_BASE.read_text())
+    base = cloud_base or yaml.safe_load((templates.args_dir() / TESTBED_BASE_NAME).read_text())
     policies = getattr(args, "matrix", "seed") == "policies"
     if policies and cloud_base:
         print("rally-lm study: --matrix policies changes Nova's configuration between cells, "
@@ -354,7 +355,7 @@ def run_cell(runner, cell: matrix.StudyCell, index: int, count: int, base: dict,
     return result
 
 
-def policy_sweep_note(args_dir: Path = matrix.ARGS_DIR) -> str:
+def policy_sweep_note(args_dir: Path | None = None) -> str:
     """The policy sweep's conditions, read from its args files (never restated by hand).
 
     Nova counts at least 2 GiB when it turns ``live_migration_completion_timeout``
@@ -362,6 +363,7 @@ def policy_sweep_note(args_dir: Path = matrix.ARGS_DIR) -> str:
     """
     from rally_lm_testbed.policy import Policy
 
+    args_dir = args_dir or templates.args_dir()
     policies = {name: yaml.safe_load((args_dir / f"policy-{name}.yaml").read_text())
                 for name in matrix.policy_names(args_dir)}
 

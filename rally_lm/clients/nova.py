@@ -280,7 +280,7 @@ def nova_time(stamp: str | None) -> float | None:
         return None
     parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return parsed.timestamp()
 
 

@@ -22,7 +22,7 @@ COLORS = {"p50": "#4c78a8", "p95": "#f58518", "max": "#e45756"}
 def _utc(wall: float | None) -> str:
     if wall is None:
         return "–"
-    return datetime.datetime.fromtimestamp(wall, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+    return datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -246,7 +246,7 @@ def build(cells: list[Cell], title: str = "Live migration: storage x tunnelling 
             "not_run": not_run or {}, "policies": policies,
             "provenance": sorted({json.dumps(c.provenance, sort_keys=True) for c in seed}),
             "percentile_method": PERCENTILE_METHOD, "min_for_p95": MIN_FOR_P95,
-            "generated": datetime.datetime.now(datetime.UTC).strftime(
+            "generated": datetime.datetime.now(datetime.timezone.utc).strftime(
                 "%Y-%m-%d %H:%M UTC")}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-ARGS_DIR = Path(__file__).resolve().parents[2] / "task_templates" / "args"
+from rally_lm import templates
 
 STORAGES = ("local", "ceph")
 TUNNELLINGS = ("off", "on")
@@ -93,7 +93,7 @@ class StudyCell:
     @property
     def args_file(self) -> Path | None:
         """The policy's own task args (None for the seed's cells)."""
-        return ARGS_DIR / f"policy-{self.policy}.yaml" if self.policy else None
+        return templates.args_dir() / f"policy-{self.policy}.yaml" if self.policy else None
 
     @property
     def label_storage(self) -> str:
@@ -109,8 +109,9 @@ def seed_matrix(volume_cell: bool = True) -> list[StudyCell]:
     return cells
 
 
-def policy_names(args_dir: Path = ARGS_DIR) -> list[str]:
+def policy_names(args_dir: Path | None = None) -> list[str]:
     """Every policy with an args file (``policy-<name>.yaml``), in a stable order."""
+    args_dir = args_dir or templates.args_dir()
     return sorted(p.stem.removeprefix("policy-") for p in args_dir.glob("policy-*.yaml"))
 
 
