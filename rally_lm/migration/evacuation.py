@@ -69,6 +69,8 @@ class WorkloadVM:
     instance_name: str = ""
     #: With a floating ``ip``: the fixed IP, probed beside it when asked.
     fixed_ip: str = ""
+    #: The memory dirty rate its agent was asked for, MiB/s (None: not known).
+    dirty_rate_mib: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -670,6 +672,7 @@ class Evacuation:
             timeline = results.udp.get(vm.ip)
             summary: dict[str, Any] = {
                 "ip": vm.ip,
+                "dirty_rate_mib": vm.dirty_rate_mib,
                 "migrations": len(own),
                 "succeeded": sum(r.succeeded for r in own),
                 "collateral_outages": len(extra),

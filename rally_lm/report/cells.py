@@ -128,8 +128,15 @@ def load(paths: list[Path], split: bool = True) -> list[Cell]:
     return cells
 
 
-def _per_vm_rates(workload: dict) -> list[float] | None:
-    """The dirty rate lm_workload gave each VM, when it gave them a list."""
+def _per_vm_rates(workload: dict) -> dict[str, float] | list[float] | None:
+    """The dirty rate lm_workload gave each VM, when it gave them a list: by VM name from
+    the Per VM table; for tasks recorded before it said so, the context's list (in boot
+    order, matched by the index in the VM's old name)."""
+    asked = {row["vm"]: row["dirty rate asked MiB/s"] for it in workload["data"]
+             for row in per_vm_from_output(it["output"])
+             if row.get("dirty rate asked MiB/s") is not None}
+    if asked:
+        return asked
     contexts = workload.get("contexts") or {}
     workload_context = contexts.get("lm_workload") or contexts.get("lm_workload@openstack") or {}
     rates = (workload_context.get("agent") or {}).get("dirty_rate_mib")
@@ -142,7 +149,8 @@ def _vm_index(name: str) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
-def split_by_dirty_rate(cell: Cell, rates: list[float] | None) -> list[Cell]:
+def split_by_dirty_rate(cell: Cell,
+                        rates: dict[str, float] | list[float] | None) -> list[Cell]:
     """One cell per dirty rate when the task's VMs dirtied memory at different rates.
 
     Each gets its VMs' migrations and TCP rows and the rate as its
@@ -152,14 +160,20 @@ def split_by_dirty_rate(cell: Cell, rates: list[float] | None) -> list[Cell]:
     which judged every rate at once (``split_from`` names the task). A VM whose
     name gives no boot index keeps the task whole: better unsplit than mislabelled.
     """
-    if not rates or len(set(rates)) < 2:
-        return [cell]
-    indices = {m["vm"]: _vm_index(m["vm"]) for m in cell.migrations}
-    if any(i is None or i >= len(rates) for i in indices.values()):
+    if isinstance(rates, dict):
+        rate_of = {m["vm"]: rates.get(m["vm"]) for m in cell.migrations}
+    else:
+        if not rates:
+            return [cell]
+        indices = {m["vm"]: _vm_index(m["vm"]) for m in cell.migrations}
+        if any(i is None or i >= len(rates) for i in indices.values()):
+            return [cell]
+        rate_of = {vm: rates[i] for vm, i in indices.items()}
+    if None in rate_of.values() or len(set(rate_of.values())) < 2:
         return [cell]
     split = []
-    for rate in sorted(set(rates)):
-        vms = {vm for vm, i in indices.items() if rates[i] == rate}
+    for rate in sorted(set(rate_of.values())):
+        vms = {vm for vm, r in rate_of.items() if r == rate}
         split.append(dataclasses.replace(
             cell, migrations=[m for m in cell.migrations if m["vm"] in vms], drains=[],
             per_vm_tcp=[r for r in cell.per_vm_tcp if r.get("vm") in vms],

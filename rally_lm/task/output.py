@@ -68,7 +68,7 @@ PER_VM_COLUMNS = [
     "vm", "planned", "succeeded", "duration p50 s", "duration max s", "downtime n",
     "downtime p50 ms", "downtime p95 ms", "downtime max ms", "TCP longest stall ms",
     "TCP bytes lost", "TCP bytes corrupted", "TCP resets", "TCP connection kept",
-    "collateral outages",
+    "collateral outages", "dirty rate asked MiB/s",
 ]
 
 
@@ -104,7 +104,7 @@ def per_vm_rows(trip: RoundTrip) -> list[list[Any]]:
             downtimes["n"], downtimes["p50"], downtimes["p95"], downtimes["max"],
             tcp.get("max_stall_ms"), tcp.get("bytes_lost"), tcp.get("bytes_corrupted"),
             tcp.get("resets"), tcp.get("original_connection_survived"),
-            vm["collateral_outages"],
+            vm["collateral_outages"], vm.get("dirty_rate_mib"),
         ])
     return rows
 

@@ -13,6 +13,7 @@ from rally_lm.export.influx import InfluxExporter, InfluxSettings
 from rally_lm.export.points import diagnostics_fields
 from rally_lm.probes.downtime import DowntimeProbe
 from rally_lm.probes.timeline import find_disruptions
+from rally_lm.task.contexts.nova.lm_workload import LiveMigrationWorkload
 from rally_lm.task.output import export_stats_chart
 
 INFLUX_SCHEMA = {
@@ -41,6 +42,20 @@ def admin_nova(task) -> NovaAdapter:
     admin = dict(data["admin"])
     admin["api_info"] = {**data.get("api_info", {}), **admin.get("api_info", {})}
     return NovaAdapter(OpenStackCredential(**admin).clients().nova(version=MICROVERSION))
+
+
+def owner_ids(task) -> list[str]:
+    """Whose names the task's contexts generated: each of its workloads (Rally passes a
+    workload's uuid to its contexts as ``owner_id``); the task's own where the database
+    cannot say."""
+    try:
+        from rally.common import objects
+
+        detailed = objects.Task.get(task["uuid"], detailed=True)
+        found = [w["uuid"] for subtask in detailed["subtasks"] for w in subtask["workloads"]]
+    except Exception:  # noqa: BLE001 - a task outside Rally's database (tests, imports)
+        found = []
+    return found or [task["uuid"]]
 
 
 @hook.configure(name="lm_vm_metrics", platform="openstack")
@@ -76,14 +91,18 @@ class VmMetrics(hook.HookAction):
     def run(self) -> None:
         cfg = self.config or {}
         nova = admin_nova(self.task)
-        prefix = f"rally-lm-{self.task['uuid'][:8]}-"
-        servers = [s for s in nova.list_servers() if s["name"].startswith(prefix)]
+        # Named by Rally's name generator for this task's workloads (lm_workload's VMs).
+        owners = owner_ids(self.task)
+        servers = [s for s in nova.list_servers()
+                   if any(LiveMigrationWorkload.name_matches_object(s["name"], task_id=owner)
+                          for owner in owners)]
         tags = {"task": self.task["uuid"], **cfg.get("labels", {})}
         exporter = None
         if cfg.get("influx"):
             spool = Path(os.path.expanduser("~/.rally/rally-lm-spool")) / f"{tags['task']}.lp"
             exporter = InfluxExporter(InfluxSettings.from_config(cfg["influx"]), spool).start()
-        rows = []
+        rows: list[list] = []
+        errors: list[str] = []
         now = time.time()
         for server in servers:
             try:
@@ -96,14 +115,19 @@ class VmMetrics(hook.HookAction):
             rows.append([server["name"], server["host"], fields.get("cpu_time_ns"),
                          fields.get("memory_used_mb"), fields.get("rx_bytes"),
                          fields.get("tx_bytes"), fields.get("disk_write_bytes")])
+            errors.append(fields.get("error", ""))
         probe_rows = self._probe(servers, cfg, exporter, tags)
         stats = exporter.close() if exporter else None
         self.add_output(complete={
             "title": "Workload VMs", "chart_plugin": "Table",
+            "description": "Empty cells were not measured; the error column says why.",
             "data": {"cols": ["vm", "host", "cpu time ns", "memory used MB", "rx bytes",
                               "tx bytes", "disk write bytes", "probe sent", "probe lost",
-                              "longest outage ms"],
-                     "rows": [r + p for r, p in zip(rows, probe_rows, strict=True)]}})
+                              "longest outage ms", "error"],
+                     # Rally's hook results take strings and numbers only (rally task
+                     # import refuses null): an unknown figure is an empty cell.
+                     "rows": [[("" if v is None else v) for v in r + p] + [e]
+                              for r, p, e in zip(rows, probe_rows, errors, strict=True)]}})
         if stats is not None:
             self.add_output(complete=export_stats_chart("InfluxDB export", stats))
             if stats.failed:
@@ -114,7 +138,7 @@ class VmMetrics(hook.HookAction):
         if not servers:
             # Periodic runs can fall before the VMs boot or after their cleanup.
             self.add_output(complete={"title": "Workload VMs", "chart_plugin": "TextArea",
-                                      "data": [f"no workload VM named {prefix}* at this time"]})
+                                      "data": ["no workload VM of this task at this time"]})
 
     def _probe(self, servers, cfg, exporter, tags) -> list[list]:
         ips = [s["addresses"][0] for s in servers if s["addresses"]]

@@ -187,8 +187,9 @@ class LiveMigrationWorkload(context.Context):
                                        "flavor": flavor, "source_host": cfg["source_host"],
                                        "security_group": None, "cloud": self._cloud(nova),
                                        "probe_via": via, "floating_ips": []}
-        # Named after the task: the metrics hook finds them by this prefix.
-        prefix = f"rally-lm-{self.context['task']['uuid'][:8]}"
+        # Rally's name generator: the task's own part in every name, so Rally's
+        # cleanup of an aborted task, and the metrics hook, recognise them.
+        group_name = self.generate_random_name()
         try:
             groups = None
             floating = self._find_network(clients, cfg["floating_network"])[0] \
@@ -196,17 +197,18 @@ class LiveMigrationWorkload(context.Context):
             if port_security:
                 source = self._probe_prefix(clients, floating or network,
                                             cfg.get("probe_cidr"))
-                group = self._probe_security_group(clients, prefix, agent, source)
+                group = self._probe_security_group(clients, group_name, agent, source)
                 self.context["lm_workload"]["security_group"] = group
                 groups = [group]
             for index, rate in enumerate(rates):
                 volume = max(cfg.get("volume_size_gb") or flavor.get("disk") or 1, 1) \
                     if cfg.get("boot_from_volume") else None
-                server_id = nova.boot(f"{prefix}-vm{index}", image, flavor["id"],
+                name = self.generate_random_name()
+                server_id = nova.boot(name, image, flavor["id"],
                                       cfg["source_host"], network,
                                       agent_user_data({**agent, "dirty_rate_mib": rate}),
                                       security_groups=groups, volume_size_gb=volume)
-                servers.append({"id": server_id, "name": f"{prefix}-vm{index}",
+                servers.append({"id": server_id, "name": name, "index": index,
                                 "dirty_rate_mib": rate})
             self._wait_active(nova, servers, cfg["boot_timeout"])
             if floating:
@@ -258,12 +260,12 @@ class LiveMigrationWorkload(context.Context):
         return probe_source_prefix(subnets[0]["cidr"])
 
     @staticmethod
-    def _probe_security_group(clients, prefix: str, agent: dict, source: str) -> str:
+    def _probe_security_group(clients, name: str, agent: dict, source: str) -> str:
         """A group letting the probes in - ICMP, and TCP/UDP to the agent's echo ports -
         from the probes' own prefix only: UDP echo open to the world reflects attacks."""
         neutron = clients.neutron()
         group = neutron.create_security_group({"security_group": {
-            "name": f"{prefix}-probes",
+            "name": name,
             "description": f"rally_lm: echo probes from {source} to the workload agent"}}
         )["security_group"]
         ethertype = "IPv6" if ":" in source else "IPv4"

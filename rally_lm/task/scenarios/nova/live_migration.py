@@ -180,7 +180,8 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
     def _vms(self) -> list[WorkloadVM]:
         return [WorkloadVM(id=s["id"], name=s["name"], ip=s["ip"],
                            instance_name=s.get("instance_name", ""),
-                           fixed_ip=s.get("fixed_ip", ""))
+                           fixed_ip=s.get("fixed_ip", ""),
+                           dirty_rate_mib=s.get("dirty_rate_mib"))
                 for s in self.context["lm_workload"]["servers"]]
 
     def _report(self, trip: RoundTrip, labels: dict, config: dict,

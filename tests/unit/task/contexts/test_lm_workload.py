@@ -65,7 +65,7 @@ def make_context(port_security):
     clients.neutron.return_value.list_networks.return_value = {
         "networks": [{"id": "net-1", "port_security_enabled": port_security}]}
     clients.neutron.return_value.create_security_group.return_value = {
-        "security_group": {"id": "sg-1", "name": "rally-lm-abcdef12-probes"}}
+        "security_group": {"id": "sg-1", "name": "c_rally_probes"}}
     clients.neutron.return_value.list_security_groups.return_value = {
         "security_groups": [{"id": "sg-1"}]}
     clients.neutron.return_value.list_subnets.return_value = {
@@ -84,7 +84,10 @@ def test_setup_and_cleanup(stubs, port_security):
     context, neutron = make_context(port_security)
     ctx = lm_workload.LiveMigrationWorkload(context)
     ctx.setup()
-    assert [b["name"] for b in stubs.booted] == ["rally-lm-abcdef12-vm0", "rally-lm-abcdef12-vm1"]
+    # Rally's name generator, with the workload's part in it: Rally's cleanup knows them.
+    names = [b["name"] for b in stubs.booted]
+    assert len(set(names)) == 2 and all(
+        lm_workload.LiveMigrationWorkload.name_matches_object(n, task_id="w1") for n in names)
     assert all(b["host"] == "hv1" and b["network"] == "net-1" and b["image"] == "img-1"
                for b in stubs.booted)
     files = {f["path"]: f for f in yaml.safe_load(stubs.booted[0]["userdata"])["write_files"]}
@@ -93,7 +96,7 @@ def test_setup_and_cleanup(stubs, port_security):
     # A silent agent's hint reads the server's own console log through Nova.
     assert stubs.consoles == ["console of id-1", "console of id-2"]
     if port_security:
-        assert stubs.booted[0]["security_groups"] == ["rally-lm-abcdef12-probes"]
+        assert stubs.booted[0]["security_groups"] == ["c_rally_probes"]
         rules = [c.args[0]["security_group_rule"] for c in
                  neutron.create_security_group_rule.call_args_list]
         assert {r["protocol"] for r in rules} == {"icmp", "tcp", "udp"}
@@ -272,8 +275,9 @@ def test_cleanup_goes_on_past_a_failed_delete_and_names_what_it_left(stubs, monk
     assert locked.deleted == ["id-2"]
     neutron.delete_floatingip.assert_called_once_with("fip-1")
     neutron.delete_security_group.assert_called_once_with("sg-1")
+    first = context["lm_workload"]["servers"][0]["name"]
     assert str(caught.value) == (
-        "lm_workload left behind: workload VM rally-lm-abcdef12-vm0 (id-1): Instance id-1 is "
+        f"lm_workload left behind: workload VM {first} (id-1): Instance id-1 is "
         "locked (HTTP 409)")
     assert [s["id"] for s in context["lm_workload"]["servers"]] == ["id-1"]
 

@@ -31,14 +31,27 @@ def workload(monkeypatch, tmp_path):
     port = echoes[0].udp_port
     echoes[1].stop()
     echoes[1] = EchoServer("127.0.0.3", udp_port=port).start()
-    servers = [{"id": f"id-{i}", "name": f"rally-lm-abcdef12-vm{i}", "status": "ACTIVE",
+    servers = [{"id": f"id-{i}", "name": rally_name(TASK["uuid"]), "status": "ACTIVE",
                 "host": "hv1", "addresses": [f"127.0.0.{i + 2}"]} for i in range(2)]
+    # Named by Rally for another task: not this one's.
+    servers.append({"id": "other-task", "name": rally_name("99999999-0000-0000-0000-0000"),
+                    "status": "ACTIVE", "host": "hv1", "addresses": ["127.0.0.8"]})
     servers.append({"id": "other", "name": "someone-else", "status": "ACTIVE", "host": "hv1",
                     "addresses": ["127.0.0.9"]})
     monkeypatch.setattr(vm_metrics, "admin_nova", lambda task: StubNova(servers))
     yield port
     for echo in echoes:
         echo.stop()
+
+
+def rally_name(owner):
+    """A name lm_workload would give a VM of that owner (Rally's name generator)."""
+    from rally_lm.task.contexts.nova.lm_workload import LiveMigrationWorkload
+
+    context = LiveMigrationWorkload.__new__(LiveMigrationWorkload)
+    context.context = {"owner_id": owner}
+    context.task = {"uuid": owner}
+    return context.generate_random_name()
 
 
 def run(config):
@@ -52,9 +65,9 @@ def test_samples_and_probes_only_this_tasks_vms(workload):
     assert result["status"] == "success"
     (table,) = [c for c in result["output"]["complete"] if c["title"] == "Workload VMs"]
     rows = table["data"]["rows"]
-    assert [r[0] for r in rows] == ["rally-lm-abcdef12-vm0", "rally-lm-abcdef12-vm1"]
+    assert len(rows) == 2 and all(r[0].startswith("c_rally_") for r in rows)
     for row in rows:
-        sent, lost, longest = row[-3:]
+        sent, lost, longest = row[-4:-1]
         assert sent >= 20 and lost == 0 and longest == 0.0
         assert row[2] == 1_000_000  # cpu time from the diagnostics
 
