@@ -168,12 +168,15 @@ class NovaAdapter:
             "ram_mb": (_field(server, "flavor") or {}).get("ram"),
         }
 
-    def list_servers(self) -> list[dict]:
-        """Every server of every project (admin), with its host and addresses."""
-        servers = self._wrap(self._nova.servers.list, search_opts={"all_tenants": True})
+    def list_servers(self, name: str | None = None) -> list[dict]:
+        """Every server of every project (admin), with its host, status and addresses;
+        ``name``: only those whose name matches this regular expression (Nova's filter)."""
+        opts = {"all_tenants": True, **({"name": name} if name else {})}
+        servers = self._wrap(self._nova.servers.list, search_opts=opts)
         return [
             {"id": s.id, "name": s.name, "status": s.status,
              "host": _field(s, "OS-EXT-SRV-ATTR:host"),
+             "task_state": _field(s, "OS-EXT-STS:task_state"),
              "addresses": [a["addr"] for net in (s.addresses or {}).values() for a in net]}
             for s in servers
         ]

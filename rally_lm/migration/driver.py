@@ -84,7 +84,7 @@ ACTION_RETRY_SECONDS = 2.0
 #: Nova's conductor records a migration at once: looked for densely this long.
 FIND_WINDOW_SECONDS = 2.0
 #: Dense looks start this much before the shortest hint-to-end span seen so far.
-LAG_MARGIN_SECONDS = 1.0
+LAG_MARGIN_SECONDS = 0.75
 #: Between the hint and the dense looks, a look this often: the most a shorter
 #: span than any before can cost the duration's precision.
 HINTED_WATCH_SECONDS = 1.0
@@ -261,6 +261,7 @@ class MigrationDriver:
         timer: Callable[[str], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        hint_lags: list[float] | None = None,
     ) -> None:
         self.adapter = adapter
         self.policy = policy
@@ -269,8 +270,9 @@ class MigrationDriver:
         self.sleep = sleep
         #: Per server, the migration records seen so far (a new one is ours).
         self._known: dict[str, set[int]] = {}
-        #: Seconds from the end hint to the end seen, per migration so far.
-        self.hint_lags: list[float] = []
+        #: Seconds from the end hint to the end seen, per migration so far (the
+        #: caller may pass a list it keeps across drivers: a task's round trips).
+        self.hint_lags: list[float] = hint_lags if hint_lags is not None else []
 
     def migrate(self, server_id: str, vm: str, source: str, target: str, direction: str,
                 end_hint: Callable[[], float | None] | None = None) -> MigrationRecord:

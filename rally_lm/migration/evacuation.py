@@ -23,6 +23,8 @@ import collections
 import contextlib
 import dataclasses
 import math
+import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -314,8 +316,14 @@ class Evacuation:
 
     # -- migrations ----------------------------------------------------------------
 
-    def _whereabouts(self, vm: WorkloadVM) -> dict | None | str:
-        """The server as Nova sees it, None if gone, or why Nova could not tell."""
+    def _whereabouts(self, vm: WorkloadVM,
+                     listed: dict[str, dict] | None = None) -> dict | None | str:
+        """The server as Nova sees it, None if gone, or why Nova could not tell.
+
+        ``listed``: the servers one list found; a server not in it is asked alone.
+        """
+        if listed and vm.id in listed:
+            return listed[vm.id]
         error = ""
         for attempt in range(WHEREABOUTS_ATTEMPTS):
             try:
@@ -326,12 +334,25 @@ class Evacuation:
                     self.driver.sleep(1.0)
         return f"Nova could not say where the server is: {error}"
 
+    def _listed(self) -> dict[str, dict]:
+        """The VMs as one server list shows them (one request, not one per VM); {} when
+        the list cannot be had or their names share no prefix to filter on."""
+        prefix = os.path.commonprefix([vm.name for vm in self.vms])
+        if len(prefix) < 2:
+            return {}
+        try:
+            found = self.driver.adapter.list_servers(name=f"^{re.escape(prefix)}")
+        except NovaError:
+            return {}
+        return {s["id"]: s for s in found}
+
     def _drain(self, trip: RoundTrip, direction: str, source: str, target: str) -> None:
         drain = Drain(direction=direction, source=source, target=target, planned=len(self.vms))
         trip.drains.append(drain)
         movable = []
+        listed = self._listed()
         for vm in self.vms:
-            server = self._whereabouts(vm)
+            server = self._whereabouts(vm, listed)
             if isinstance(server, str):
                 reason = server
             elif server is None:

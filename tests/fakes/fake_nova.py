@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 MICROVERSION = "2.80"
 #: Nova's in-progress migration statuses (migration_get_in_progress_by_instance).
@@ -272,6 +273,12 @@ class FakeNova:
                         for i, (h, s) in enumerate(fake.hosts.items())]})
                 if path == "/v2.1/flavors/detail":
                     return self._send(200, {"flavors": fake.flavors})
+                if path == "/v2.1/servers/detail":
+                    wanted = re.search(r"(?:^|&)name=([^&]+)", query)
+                    pattern = re.compile(unquote(wanted.group(1))) if wanted else None
+                    views = [fake._server_view(sid) for sid in fake.servers]
+                    return self._send(200, {"servers": [
+                        v for v in views if v and (not pattern or pattern.search(v["name"]))]})
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)", path):
                     view = fake._server_view(m.group(1))
                     return self._send(200, {"server": view}) if view else self._send(

@@ -86,6 +86,16 @@ def test_a_clean_round_trip_measures_every_migration(cloud):
     assert [(d.direction, d.planned, d.attempted, d.succeeded) for d in trip.drains] == [
         ("out", 2, 2, 2), ("back", 2, 2, 2)]
     assert all(d.seconds > 0 for d in trip.drains)
+    # The evacuation, defined twice: the drain's wall time holds its migrations.
+    assert all(0 < d.migrations_s <= d.seconds and d.tool_s >= 0 for d in trip.drains)
+    # Where the VMs are: one server list per drain; each server read once, after
+    # its migration; the in-progress record read while it ran, Nova only.
+    assert trip.api_requests["GET /servers/detail"] == 2
+    assert trip.api_requests["GET /servers/{id}"] == 4
+    assert trip.api_requests["POST /servers/{id}/action"] == 4
+    assert sum(trip.api_requests.values()) == sum(sum(r.api_requests.values())
+                                                  for r in trip.records) + 2
+    assert trip.host_load["samples"] >= 1 and "busy_share" in trip.host_load
     assert trip.vms["vm0"]["tcp"]["original_connection_survived"]
     timeline = trip.records[0].measurements["timeline"]
     assert [e["t"] for e in timeline] == sorted(e["t"] for e in timeline)

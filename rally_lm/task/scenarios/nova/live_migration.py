@@ -31,6 +31,11 @@ BlockMigration = Literal["auto"] | bool
 Seconds = Annotated[float, Field(gt=0, le=86400)]
 Observer = Literal["adaptive", "minimal"]
 
+#: How long Nova took to record each migration's end after libvirt's or the
+#: probe's hint, per (source, target), over this Rally process's iterations: the
+#: adaptive observer's dense looks start from the shortest (MigrationDriver).
+HINT_LAGS: dict[tuple[str, str], list[float]] = {}
+
 #: The minimal observer's one look at Nova every so many seconds (nothing else
 #: asked of the cloud or the hypervisors): to measure what observing costs.
 MINIMAL_LOOK_S = 5.0
@@ -96,7 +101,8 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
         driver = MigrationDriver(adapter, MigrationPolicy(
             block_migration=block_migration, timeout=migration_timeout,
             on_timeout=on_timeout, status_grace=status_grace,
-            nova_completion_timeout=nova_completion_timeout, **looks), timer=timer)
+            nova_completion_timeout=nova_completion_timeout, **looks), timer=timer,
+            hint_lags=HINT_LAGS.setdefault((source_host, target_host), []))
         agent = workload["agent"]
         return Evacuation(
             driver, vms, source_host, target_host,
