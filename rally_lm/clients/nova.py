@@ -118,6 +118,38 @@ class NovaAdapter:
             facts["hypervisors"] = ", ".join(kinds)
         return facts
 
+    def pick_hosts(self, ram_mb: int, count: int) -> tuple[str, str, str]:
+        """Two enabled, up compute hosts of one availability zone with room for ``count``
+        VMs of ``ram_mb`` each: (source, target, why them). Raises NovaError when there are
+        none. The most free memory goes first: the VMs boot there."""
+        services = [s for s in self.compute_services()
+                    if s["state"] == "up" and s["status"] == "enabled"]
+        hypervisors = self._wrap(self._nova.hypervisors.list, detailed=True)
+        free = {}
+        for hypervisor in hypervisors:
+            host = _field(hypervisor, "service", {}).get("host") or \
+                _field(hypervisor, "hypervisor_hostname")
+            free[host] = _field(hypervisor, "free_ram_mb")
+        need = ram_mb * count
+        zones: dict[str, list[str]] = {}
+        for service in services:
+            room = free.get(service["host"])
+            if room is None or room >= need:
+                zones.setdefault(service["zone"] or "", []).append(service["host"])
+        pairs = [sorted(hosts, key=lambda h: (-(free.get(h) or 0), h))
+                 for hosts in zones.values() if len(hosts) >= 2]
+        if not pairs:
+            raise NovaError(f"no two enabled, up compute hosts of one availability zone have "
+                            f"room for {count} VM(s) of {ram_mb} MiB (hosts: "
+                            + ", ".join(f"{s['host']} ({s['zone']}, free "
+                                        f"{free.get(s['host'])} MiB)" for s in services)
+                            + "): name source_host and target_host")
+        source, target = max(pairs, key=lambda hosts: free.get(hosts[1]) or 0)[:2]
+        zone = next(s["zone"] for s in services if s["host"] == source)
+        return source, target, (f"picked {source} -> {target}: enabled and up, zone {zone}, "
+                                f"the most free memory ({free.get(source)} and "
+                                f"{free.get(target)} MiB)")
+
     def find_flavor(self, name_or_id: str) -> dict | None:
         for flavor in self._wrap(self._nova.flavors.list, is_public=None):
             if name_or_id in (flavor.id, flavor.name):

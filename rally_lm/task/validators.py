@@ -62,9 +62,12 @@ class LiveMigrationHostsValidator(validation.Validator):
     def validate(self, context, config, plugin_cls, plugin_cfg):
         args = config.get("args", {})
         source, target = args.get(self.source_param), args.get(self.target_param)
-        if not source or not target:
-            self.fail(f"set both '{self.source_param}' and '{self.target_param}' "
-                      "(nova service-list --binary nova-compute shows the hosts)")
+        if bool(source) != bool(target):
+            self.fail(f"set both '{self.source_param}' and '{self.target_param}', or neither "
+                      "to have two picked (nova service-list --binary nova-compute shows "
+                      "the hosts)")
+        if not source:
+            return self._pickable(context, config)
         if source == target:
             self.fail(f"'{self.source_param}' and '{self.target_param}' are both {source!r}: "
                       "live migration needs two different compute hosts")
@@ -104,6 +107,20 @@ class LiveMigrationHostsValidator(validation.Validator):
             if problems:
                 self.fail("; ".join(problems))
 
+    def _pickable(self, context, config) -> None:
+        """Without named hosts: the cloud has two to pick, with room for the VMs."""
+        if "admin" not in context:
+            self.fail("picking the compute hosts needs admin credentials")
+        workload = _workload_config(config) or {}
+        try:
+            adapter = _adapter(context)
+            flavor = adapter.find_flavor(workload.get("flavor", ""))
+            adapter.pick_hosts((flavor or {}).get("ram", 0),
+                               workload.get("count", LiveMigrationWorkload.DEFAULT_CONFIG[
+                                   "count"]) if flavor else 0)
+        except NovaError as exc:
+            self.fail(f"cannot pick two compute hosts: {exc}")
+
 
 @validation.add("required_platform", platform="openstack", admin=True)
 @validation.configure(name="lm_workload_resources", platform="openstack")
@@ -127,7 +144,7 @@ class WorkloadResourcesValidator(validation.Validator):
         except ValueError as exc:
             self.fail(str(exc))
         source = config.get("args", {}).get("source_host")
-        if source and workload.get("source_host") != source:
+        if source and workload.get("source_host") and workload.get("source_host") != source:
             self.fail(f"the scenario's source_host is {source!r} but the lm_workload context "
                       f"boots its VMs on {workload.get('source_host')!r}: they must be the same")
         if "admin" not in context:
@@ -162,7 +179,7 @@ class WorkloadResourcesValidator(validation.Validator):
         if workload.get("probe_via") == "floating":
             self._check_floating(neutron, workload.get("floating_network"))
         if workload.get("boot_from_volume"):
-            self._check_volume_zones(clients, workload["source_host"],
+            self._check_volume_zones(clients, workload.get("source_host"),
                                      config.get("args", {}).get("target_host"))
 
     def _check_volume_zones(self, clients, *hosts: str | None) -> None:

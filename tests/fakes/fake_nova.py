@@ -269,7 +269,15 @@ class FakeNova:
                 if path == "/v2.1/os-services":
                     return self._send(200, {"services": [
                         {"id": i, "binary": "nova-compute", "host": h, "zone": "nova",
-                         **s}
+                         **{k: v for k, v in s.items() if k != "free_ram_mb"}}
+                        for i, (h, s) in enumerate(fake.hosts.items())]})
+                if path == "/v2.1/os-hypervisors/detail":
+                    return self._send(200, {"hypervisors": [
+                        {"id": i, "hypervisor_hostname": h, "free_ram_mb": s.get("free_ram_mb",
+                                                                                 8192),
+                         "hypervisor_type": "QEMU", "hypervisor_version": 10000002,
+                         "service": {"host": h, "id": i}, "state": s["state"],
+                         "status": s["status"]}
                         for i, (h, s) in enumerate(fake.hosts.items())]})
                 if path == "/v2.1/flavors/detail":
                     return self._send(200, {"flavors": fake.flavors})

@@ -82,8 +82,17 @@ def test_a_policy_task_labels_its_dirty_rates_and_gives_them_to_the_vms(rate, la
     assert workload["contexts"]["lm_workload"]["agent"]["dirty_rate_mib"] == rate
 
 
-def test_only_the_hosts_are_needed():
-    assert syntax_errors(render(source_host="hv1", target_host="hv2")) == ""
+def test_no_argument_is_needed():
+    # rally-openstack's certification test renders its task with no args at all:
+    # without hosts, lm_workload picks two.
+    task = render()
+    assert syntax_errors(task) == ""
+    workload = workload_of(task)
+    assert "source_host" not in workload["args"] and "target_host" not in workload["args"]
+    assert "source_host" not in workload["contexts"]["lm_workload"]
+    named = workload_of(render(source_host="hv1", target_host="hv2"))
+    assert named["contexts"]["lm_workload"]["source_host"] == "hv1"
+    assert named["contexts"]["lm_workload"]["target_host"] == "hv2"
 
 
 def test_toggled_booleans_still_render_valid_tasks():

@@ -766,3 +766,19 @@ def test_a_hint_from_before_the_job_ran_is_some_other_silence(cloud):
                                             end_hint=hint_at(clock, start + 2.5))
     assert record.outcome == "completed"
     assert record.end_hinted_at is None and record.not_running_at == 3.0
+
+
+def test_two_hosts_are_picked_where_nothing_names_them(cloud):
+    nova, adapter, _clock = cloud
+    nova.hosts["hv3"] = {"state": "up", "status": "enabled", "disabled_reason": None,
+                         "free_ram_mb": 16384}
+    nova.hosts["hv2"]["free_ram_mb"] = 1024
+    source, target, why = adapter.pick_hosts(512, 3)
+    # The most free memory first: the VMs boot there; hv2 has no room for 3 x 512.
+    assert (source, target) == ("hv3", "hv1")
+    assert why == ("picked hv3 -> hv1: enabled and up, zone nova, the most free memory "
+                   "(16384 and 8192 MiB)")
+    nova.hosts["hv1"]["state"] = "down"
+    with pytest.raises(NovaError, match="^no two enabled, up compute hosts of one "
+                                        "availability zone have room for 3 VM"):
+        adapter.pick_hosts(512, 3)

@@ -116,6 +116,8 @@ def test_api_hiccups_lose_no_record(cloud):
 
     def progress(record, _provisional):
         if record.direction == "out" and record.vm == "vm1":
+            # The list of where the VMs are fails too: each is then asked alone.
+            nova.fail("GET", r"/servers/detail", times=1)
             nova.fail("GET", rf"/servers/{vms[1].id}$", times=3)
 
     trip = evacuation(adapter, vms, port, progress=progress).round_trip()

@@ -94,9 +94,14 @@ class LiveMigrationWorkload(context.Context):
         "type": "object",
         "$schema": "http://json-schema.org/draft-07/schema#",
         "additionalProperties": False,
-        "required": ["source_host", "flavor", "image", "network"],
+        "required": ["flavor", "image", "network"],
         "properties": {
-            "source_host": {**NAME, "description": "Compute host the VMs are booted on."},
+            "source_host": {**NAME, "description": "Compute host the VMs are booted on "
+                                                  "(default: picked, with target_host: two "
+                                                  "enabled, up hosts of one zone with room)."},
+            "target_host": {**NAME, "description": "Compute host they are drained to (with "
+                                                  "source_host; picked when both are "
+                                                  "absent)."},
             "flavor": {**NAME, "description": "Flavor name or id."},
             "image": {**NAME, "description": "Image name or id."},
             "network": {**NAME, "description": "Network name or id the probes can reach."},
@@ -179,12 +184,17 @@ class LiveMigrationWorkload(context.Context):
         clients = self._clients()
         nova = NovaAdapter(clients.nova(version=MICROVERSION))
         flavor = nova.find_flavor(cfg["flavor"])
+        source_host, target_host = cfg.get("source_host"), cfg.get("target_host")
+        if not source_host:
+            source_host, target_host, why = nova.pick_hosts(flavor["ram"], cfg["count"])
+            LOG.info(f"rally_lm: {why}")
         image = self._find_image(clients, cfg["image"])
         network, port_security = self._find_network(clients, cfg["network"])
         servers: list[dict] = []
         via = cfg.get("probe_via", "fixed")
         self.context["lm_workload"] = {"servers": servers, "agent": agent,
-                                       "flavor": flavor, "source_host": cfg["source_host"],
+                                       "flavor": flavor, "source_host": source_host,
+                                       "target_host": target_host,
                                        "security_group": None, "cloud": self._cloud(nova),
                                        "probe_via": via, "floating_ips": []}
         # Rally's name generator: the task's own part in every name, so Rally's
@@ -205,7 +215,7 @@ class LiveMigrationWorkload(context.Context):
                     if cfg.get("boot_from_volume") else None
                 name = self.generate_random_name()
                 server_id = nova.boot(name, image, flavor["id"],
-                                      cfg["source_host"], network,
+                                      source_host, network,
                                       agent_user_data({**agent, "dirty_rate_mib": rate}),
                                       security_groups=groups, volume_size_gb=volume)
                 servers.append({"id": server_id, "name": name, "index": index,

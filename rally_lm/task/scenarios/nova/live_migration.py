@@ -183,6 +183,11 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
                               "UDP echoes answered", "error"],
                      "rows": [rows[vm.id] for vm in vms]}})
 
+    def _hosts(self, source: str | None, target: str | None) -> tuple[str, str]:
+        """The hosts given, or the ones lm_workload picked (it boots on the source)."""
+        workload = self.context["lm_workload"]
+        return source or workload["source_host"], target or workload["target_host"]
+
     def _vms(self) -> list[WorkloadVM]:
         return [WorkloadVM(id=s["id"], name=s["name"], ip=s["ip"],
                            instance_name=s.get("instance_name", ""),
@@ -220,7 +225,7 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
 @scenario.configure(name="LiveMigration.evacuate_host", platform="openstack")
 class EvacuateHost(_LiveMigrationBase):
 
-    def run(self, source_host: str, target_host: str,
+    def run(self, source_host: str | None = None, target_host: str | None = None,
             block_migration: BlockMigration = "auto",
             max_parallel: Annotated[int, Field(ge=1, le=50)] = 1,
             migration_timeout: Seconds = 600,
@@ -248,8 +253,9 @@ class EvacuateHost(_LiveMigrationBase):
         tail, and its own TCP stall. Every planned migration is reported,
         including those that could not be attempted.
 
-        :param source_host: compute host the lm_workload VMs start on
-        :param target_host: compute host to drain them to
+        :param source_host: compute host the lm_workload VMs start on (default:
+            the one lm_workload picked - see its source_host)
+        :param target_host: compute host to drain them to (default: lm_workload's pick)
         :param block_migration: "auto" (Nova decides from the storage), true or false
         :param max_parallel: migrations at once (the seed: 1)
         :param migration_timeout: seconds before on_timeout applies
@@ -283,6 +289,7 @@ class EvacuateHost(_LiveMigrationBase):
         :param influx: write every migration to InfluxDB: {"url", "org", "bucket",
             "token_env"} (the token is read from that environment variable)
         """
+        source_host, target_host = self._hosts(source_host, target_host)
         evacuation = self._evacuation(
             self._vms(), source_host, target_host, block_migration, max_parallel,
             migration_timeout, on_timeout, pause_between_directions, probe_interval,
@@ -305,7 +312,7 @@ class EvacuateHost(_LiveMigrationBase):
 @scenario.configure(name="LiveMigration.migrate_server", platform="openstack")
 class MigrateServer(_LiveMigrationBase):
 
-    def run(self, source_host: str, target_host: str,
+    def run(self, source_host: str | None = None, target_host: str | None = None,
             block_migration: BlockMigration = "auto",
             migration_timeout: Seconds = 600,
             probe_interval: Annotated[float, Field(ge=0.001, le=1.0)] = 0.01,
@@ -314,8 +321,8 @@ class MigrateServer(_LiveMigrationBase):
             labels: dict[str, str] | None = None) -> None:
         """Move the first workload VM to the target host and back: a quick check.
 
-        :param source_host: compute host the VM starts on
-        :param target_host: compute host to move it to
+        :param source_host: compute host the VM starts on (default: lm_workload's pick)
+        :param target_host: compute host to move it to (default: lm_workload's pick)
         :param block_migration: "auto", true or false
         :param migration_timeout: seconds before the migration is aborted
         :param probe_interval: seconds between echo requests
@@ -323,6 +330,7 @@ class MigrateServer(_LiveMigrationBase):
         :param hypervisor_uris: compute host -> libvirt URI for the hypervisor's view
         :param labels: recorded as-is
         """
+        source_host, target_host = self._hosts(source_host, target_host)
         evacuation = self._evacuation(
             self._vms()[:1], source_host, target_host, block_migration, 1, migration_timeout,
             "abort", 1.0, probe_interval, tcp_rate_bytes, 60, hypervisor_uris)
