@@ -23,11 +23,12 @@ source guest never answered -> that of the first request to reach the
 destination's tap) and libvirt's downtime; and its resume lag beside the
 tap's wait (first request at the destination tap -> first reply leaving it).
 
-    ip netns exec rlm-probe .venv/bin/python bench/ground_truth.py \
-        task_templates/args/testbed-shared-off.yaml --modes shared-off ceph-off local-off \
-        --out /work/truth
+    .venv/bin/python bench/ground_truth.py task_templates/args/testbed-shared-off.yaml \
+        --modes shared-off ceph-off local-off --out /work/truth
 
-Root, a testbed that is up. Prints a table per mode and writes truth.json.
+Root, a testbed that is up; run from the root namespace (it switches the
+testbed's mode; the APIs and the second prober are reached through the probe
+namespace). Prints a table per mode and writes truth.json.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class LinkNames:
         return self.names
 
 
-def servers_and_taps(prefix: str = "rally-lm-") -> dict[str, dict]:
-    """The workload VMs now: id -> {"name", "ip", "tap"} (Nova and Neutron)."""
+def servers_and_taps(prefix: str = "c_rally_") -> dict[str, dict]:
+    """The workload VMs now (named by Rally for a context): id -> {"name", "ip", "tap"}."""
     from keystoneauth1 import session as ks_session
     from keystoneauth1.identity import v3
     from neutronclient.v2_0 import client as neutron_client
@@ -151,15 +152,17 @@ def run_mode(mode: str, args_file: Path, out: Path) -> list[dict]:
     vms: dict[str, dict] = {}
     while runner.is_alive() and len(vms) < int(cell.get("vm_count", 2)):
         time.sleep(1.0)
-        try:
-            vms = servers_and_taps()
-        except Exception:  # noqa: BLE001 - the API may be busy while VMs boot
-            continue
+        listed = subprocess.run(testbed.probe_command(
+            [sys.executable, str(Path(__file__).resolve()), "--list-vms"]),
+            capture_output=True, text=True)
+        if listed.returncode == 0:
+            vms = json.loads(listed.stdout.strip().splitlines()[-1])
     prober = None
     if vms:
-        prober = subprocess.Popen([sys.executable, str(ROOT / "bench" / "second_prober.py"),
-                                   *[v["ip"] for v in vms.values()], "--interval",
-                                   str(SECOND_INTERVAL), "--out", str(out / "second.json")])
+        prober = subprocess.Popen(testbed.probe_command(
+            [sys.executable, str(ROOT / "bench" / "second_prober.py"),
+             *[v["ip"] for v in vms.values()], "--interval", str(SECOND_INTERVAL),
+             "--out", str(out / "second.json")]))
     runner.join()
     if prober is not None:
         prober.send_signal(signal.SIGTERM)
@@ -298,6 +301,9 @@ def _median(values: list[float]) -> float:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--list-vms"]:  # inside the probe namespace: the APIs are there
+        print(json.dumps(servers_and_taps()))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("args_file", type=Path)
     parser.add_argument("--modes", nargs="+", default=["shared-off"])

@@ -50,7 +50,8 @@ trap restore_policy EXIT
 printf '#!/bin/sh\n# rally_lm install: no service starts while packages install\nexit 101\n' > "$policy"
 chmod +x "$policy"
 
-base_pkgs=(iproute2 iputils-ping procps psmisc util-linux python3-venv sqlite3 victoria-metrics nginx-light)
+base_pkgs=(iproute2 iputils-ping procps psmisc util-linux python3-venv sqlite3 victoria-metrics nginx-light
+           influxdb)
 hv_pkgs=(qemu-system-x86 qemu-utils qemu-block-extra libvirt-daemon-system libvirt-clients
          libvirt-daemon libvirt-daemon-driver-qemu libvirt0)
 testbed_pkgs=(python3-libvirt busybox-static cpio kmod genisoimage openssh-server openssh-client gcc libc6-dev bindfs ebtables iptables bridge-utils tcpdump mmdebstrap extlinux syslinux-common e2fsprogs

@@ -31,6 +31,9 @@ BlockMigration = Literal["auto"] | bool
 Seconds = Annotated[float, Field(gt=0, le=86400)]
 Observer = Literal["adaptive", "minimal"]
 
+#: The task labels every InfluxDB point carries as tags (the dashboard's variables).
+EXPORTED_LABELS = ("storage", "tunnelling", "policy", "network")
+
 #: How long Nova took to record each migration's end after libvirt's or the
 #: probe's hint, per (source, target), over this Rally process's iterations: the
 #: adaptive observer's dense looks start from the shortest (MigrationDriver).
@@ -129,7 +132,7 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
     def _export(self, trip: RoundTrip, labels: dict, flavor: str, influx: dict) -> None:
         task = self.context["task"]["uuid"]
         tags = {"task": task, "iteration": self.context["iteration"], "flavor": flavor,
-                **{k: v for k, v in labels.items() if k in ("storage", "tunnelling")}}
+                **{k: v for k, v in labels.items() if k in EXPORTED_LABELS}}
         spool = Path(os.path.expanduser("~/.rally/rally-lm-spool")) / f"{task}.lp"
         exporter = InfluxExporter(InfluxSettings.from_config(influx), spool).start()
         for record in trip.records:
