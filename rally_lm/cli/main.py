@@ -162,6 +162,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--title", default=None,
                         help="the document's title (default: the seed matrix's; a policy "
                              "sweep's cells get a policy column whatever the title)")
+    parser.add_argument("--pair-across-sessions", action="store_true",
+                        help="set ratios between our cells of different sessions (or of "
+                             "unknown ones) beside the seed's anyway, each said to be so; by "
+                             "default they are left out (the same cell varies more between "
+                             "sessions than many ratios do)")
     parser.set_defaults(handler=_run_report)
 
 

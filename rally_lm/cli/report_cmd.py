@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     titled = {"title": args.title} if args.title else {}  # else render's own default
     try:
         html, markdown = render.render(found, Path(args.out), note=args.note, baseline=seed,
-                                       **titled)
+                                       across_sessions=args.pair_across_sessions, **titled)
     except OSError as exc:
         print(f"rally-lm report: cannot write to {args.out}: {exc.strerror or exc}",
               file=sys.stderr)

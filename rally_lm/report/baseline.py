@@ -202,14 +202,17 @@ def _more(ours: Interval, up: float) -> str:
 
 
 def ratios(ours: dict[tuple[str, str, str], dict[str, Any]],
-           seed: dict[tuple[str, str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+           seed: dict[tuple[str, str, str], dict[str, Any]],
+           across_sessions: bool = False) -> list[dict[str, Any]]:
     """Ratios between cells with their intervals, ours beside the seed's, and a verdict.
 
     ``ours``/``seed``: (storage, tunnelling, flavor size) -> {"durations": [...],
     "evacuations": [...], "refused": why or None, "session": ...}. Our cells
     of different sessions (boot of the benchmark host, rally_lm commit) are
     not paired: the same cell varies more between sessions than many of
-    these ratios do.
+    these ratios do; nor are cells whose session is unknown (recorded before
+    rally_lm kept its provenance) - unless ``across_sessions``, and then the
+    note says so.
     """
     rows = []
     keys = {"storage": 0, "tunnelling": 1, "flavor": 2}
@@ -228,10 +231,11 @@ def ratios(ours: dict[tuple[str, str, str], dict[str, Any]],
                 for who, table in (("ours", ours), ("seed", seed)):
                     a, b = table.get(pair[0], {}), table.get(pair[1], {})
                     note = a.get("refused") or b.get("refused") or ""
-                    if not note and who == "ours" and a and b and \
-                            a.get("session") != b.get("session"):
-                        note = (f"not paired: different sessions ({_session(a)} against "
-                                f"{_session(b)})")
+                    unpaired = _unpaired(a, b) if who == "ours" and a and b else ""
+                    if not note and unpaired and not across_sessions:
+                        note = f"not paired: {unpaired}"
+                    elif not note and unpaired:
+                        row["paired_anyway"] = unpaired
                     interval = None
                     if not note and a.get(values) and b.get(values):
                         interval = bootstrap_ratio(a[values], b[values], statistic=statistic)
@@ -244,6 +248,15 @@ def ratios(ours: dict[tuple[str, str, str], dict[str, Any]],
                     else ("not comparable", "")
                 rows.append(row)
     return rows
+
+
+def _unpaired(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Why two of our cells should not be paired ("" when they may)."""
+    if not (a.get("session") or ("",))[0] or not (b.get("session") or ("",))[0]:
+        return "session unknown (recorded before rally_lm kept its provenance)"
+    if a.get("session") != b.get("session"):
+        return f"different sessions ({_session(a)} against {_session(b)})"
+    return ""
 
 
 def _session(entry: dict[str, Any]) -> str:

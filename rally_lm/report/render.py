@@ -214,14 +214,15 @@ def scatter_chart(title: str, unit: str, points: dict[str, list[tuple[float, flo
 
 def build(cells: list[Cell], title: str = "Live migration: storage x tunnelling x flavor",
           note: str = "", seed: list | None = None,
-          not_run: dict[str, str] | None = None) -> dict[str, Any]:
+          not_run: dict[str, str] | None = None,
+          across_sessions: bool = False) -> dict[str, Any]:
     ordered = sorted(cells, key=lambda c: (c.storage, c.tunnelling, c.flavor, c.policy or "",
                                            float(c.labels.get("dirty_rate_mib") or 0), c.task))
     policies = any(c.policy for c in ordered)
     rows = [{"cell": c, "f": figures(c)} for c in ordered]
     seed = seed or []
-    shapes = baseline.ratios(baseline.ours_table(rows), baseline.seed_table(seed)) \
-        if seed else []
+    shapes = baseline.ratios(baseline.ours_table(rows), baseline.seed_table(seed),
+                             across_sessions) if seed else []
     charts = [chart for chart in [
         scatter_chart("Client-perceived downtime against dirty rate ÷ link, per policy", "ms",
                       policy_points(ordered, "client_downtime_ms")),
@@ -252,14 +253,16 @@ def build(cells: list[Cell], title: str = "Live migration: storage x tunnelling 
 
 def render(cells: list[Cell], out_dir: Path, note: str = "", baseline: list | None = None,
            not_run: dict[str, str] | None = None,
-           title: str = "Live migration: storage x tunnelling x flavor") -> tuple[Path, Path]:
+           title: str = "Live migration: storage x tunnelling x flavor",
+           across_sessions: bool = False) -> tuple[Path, Path]:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "html.j2"]),
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
     env.filters["spread"] = _spread
     env.filters["fromjson"] = json.loads
-    data = build(cells, title=title, note=note, seed=baseline, not_run=not_run)
+    data = build(cells, title=title, note=note, seed=baseline, not_run=not_run,
+                 across_sessions=across_sessions)
     out_dir.mkdir(parents=True, exist_ok=True)
     html = out_dir / "comparison.html"
     markdown = out_dir / "comparison.md"

@@ -73,6 +73,24 @@ def test_ratio_verdicts_come_from_intervals_not_from_the_side_of_one():
                                      "abc123 against boot boot-a, commit abc123)")
 
 
+def test_cells_of_unknown_sessions_are_paired_only_when_asked():
+    unknown = {("local", "off", "small"): {"durations": spread(12.0), "evacuations": spread(60),
+                                           "refused": None, "session": ("", "")},
+               ("ceph", "off", "small"): {"durations": spread(10.0), "evacuations": spread(50),
+                                          "refused": None, "session": ("", "")}}
+    seed = {("local", "off", "small"): {"durations": spread(12.0), "evacuations": spread(60)},
+            ("ceph", "off", "small"): {"durations": spread(10.0), "evacuations": spread(50)}}
+    key = ("local (block) vs ceph (shared)", "off / small", "duration p50")
+    left = {(r["comparison"], r["cell"], r["metric"]): r for r in baseline.ratios(unknown, seed)}
+    assert left[key]["ours"] is None
+    assert left[key]["ours_note"] == ("not paired: session unknown (recorded before rally_lm "
+                                      "kept its provenance)")
+    asked = {(r["comparison"], r["cell"], r["metric"]): r
+             for r in baseline.ratios(unknown, seed, across_sessions=True)}
+    assert asked[key]["ours"].estimate == pytest.approx(1.2)
+    assert asked[key]["paired_anyway"].startswith("session unknown")
+
+
 @pytest.mark.parametrize("ours, seed, shape", [
     ((1.5, 1.3, 1.7), (1.6, 1.4, 1.9), "agree"),
     ((1.0, 0.95, 1.05), (1.02, 0.97, 1.08), "agree"),
