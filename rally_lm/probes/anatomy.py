@@ -44,8 +44,8 @@ first request and before the request whose reply ended it. A resuming guest
 may also answer *sporadically*: one reply, then losses again before replies
 flow. The silence ends at that first reply (the definition), the anatomy
 counts such replies (``sporadic_replies``) and gives the silence up to the
-first reply of a steady run (``sustained_downtime_ms``): a prober whose
-requests missed the sporadic answer sees that instead, so it widens
+first reply of a steady run of replies (``sustained_downtime_ms``): a prober
+whose requests missed the sporadic answer sees that instead, so it widens
 ``sampling_ms``.
 """
 
@@ -116,8 +116,10 @@ def reply_silences(timeline: TargetTimeline, minimum: float = 0.0) -> list[Silen
     return silences
 
 
-#: Replies to this many requests in a row: the guest answers steadily again.
+#: Replies this many in a row after the first, each within SPORADIC_GAP_INTERVALS
+#: probe intervals of the one before: the guest answers steadily again.
 STEADY_RUN = 3
+SPORADIC_GAP_INTERVALS = 3
 
 
 @dataclasses.dataclass
@@ -145,8 +147,8 @@ class OutageAnatomy:
     #: Longest gap between two sends around the phase boundaries.
     resolution_ms: float
     ongoing: bool
-    #: Replies after the silence that were followed by another loss before the
-    #: guest answered STEADY_RUN requests in a row.
+    #: Replies from the silence's end on that another gap of more than
+    #: SPORADIC_GAP_INTERVALS probe intervals followed before the replies steadied.
     sporadic_replies: int
     #: From the silence's start to the first reply of a steady run of replies
     #: (= client downtime without sporadic replies).
@@ -187,23 +189,24 @@ def _recovered(sent: np.ndarray, received: np.ndarray, after: float, rtt: float,
     return max(float(sent[index]), float(received[index]) - rtt), int(on_time[0])
 
 
-def _steady(sent: np.ndarray, received: np.ndarray, after: int) -> tuple[float | None, int]:
+def _steady(received: np.ndarray, first: float, gap: float) -> tuple[float | None, int]:
     """(when the guest answered steadily again, how many sporadic replies came before).
 
-    From request ``after`` on, the first run of STEADY_RUN answered requests in
-    a row; its first reply's arrival. Each answered request before it that was
-    followed by a loss is a sporadic reply.
+    Over the reply arrivals from ``first`` (the silence's first reply) on: the
+    first arrival followed by STEADY_RUN more, each within ``gap`` of the one
+    before; each arrival before it that a longer gap followed is sporadic.
+    None when the replies never steadied before the probe stopped.
     """
-    answered = ~np.isnan(received[after:])
+    arrivals = np.sort(received[~np.isnan(received) & (received >= first)])
     sporadic = 0
-    run = 0
-    for offset, ok in enumerate(answered):
-        run = run + 1 if ok else 0
-        if run == STEADY_RUN:
-            first = after + offset - STEADY_RUN + 1
-            return float(np.nanmin(received[first:first + STEADY_RUN])), sporadic
-        if not ok and offset > 0 and answered[offset - 1]:
-            sporadic += 1
+    start = 0
+    for index in range(1, arrivals.size):
+        if arrivals[index] - arrivals[index - 1] > gap:
+            if index - start <= STEADY_RUN:
+                sporadic += index - start
+            start = index
+        elif index - start >= STEADY_RUN:
+            return float(arrivals[start]), sporadic
     return None, sporadic
 
 
@@ -277,9 +280,9 @@ def dissect(timeline: TargetTimeline, silence: Silence,
         # Answers kept coming late until the probe stopped.
         recovered = float(sent[-1]) + interval
     recovered = max(recovered, silence.end)
-    # The request whose reply ended the silence, and from it on, the replies.
+    # The request whose reply ended the silence, and the replies from it on.
     ender = int(np.flatnonzero(received == silence.end)[0])
-    steady, sporadic = _steady(sent, received, ender)
+    steady, sporadic = _steady(received, silence.end, SPORADIC_GAP_INTERVALS * interval)
     sustained = max(steady, silence.end) if steady is not None else math.inf
 
     boundaries = [first, int(np.searchsorted(sent, first_through)),

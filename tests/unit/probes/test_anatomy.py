@@ -325,19 +325,22 @@ def test_a_loss_soon_after_the_silence_began_leaves_no_source_stall():
     assert anatomy.pause_ms == pytest.approx(80.0)
 
 
-def test_one_reply_then_losses_again_is_sporadic_and_widens_the_sampling():
-    # A resuming guest answered request 30 at 100.32, lost 31-33, then answered
-    # steadily from 34: a prober whose requests missed 30 sees the silence end
-    # at 34's reply. The silence still ends at the first reply (the definition).
-    replies = [True] * 20 + [None] * 10 + [0.02] + [None] * 3 + [True] * 20
+def test_one_early_reply_then_silence_again_is_sporadic_and_widens_the_sampling():
+    # As in the ground truth's local-storage run: the resuming guest answered
+    # request 30 at 100.32, then nothing for 40 ms, then the requests it held
+    # (31-35) in a burst at 100.36 and steadily on. A prober whose requests
+    # missed the early answer sees the silence end at the burst. The silence
+    # still ends at the first reply (the definition).
+    replies = [True] * 20 + [None] * 10 + [0.02] + [0.36 - (31 + i) * 0.01 for i in range(5)] \
+        + [True] * 20
     timeline = make_timeline(replies)
     silence = longest_silence(reply_silences(timeline), 100.0, 101.0)
     anatomy = dissect(timeline, silence)
     assert anatomy.client_downtime_ms == pytest.approx(120.0)
     assert anatomy.sporadic_replies == 1
-    assert anatomy.sustained_downtime_ms == pytest.approx(141.0)
-    # Send gaps at both ends (10 ms each) and the 21 ms the sporadic reply hid.
-    assert anatomy.sampling_ms == pytest.approx(41.0)
+    assert anatomy.sustained_downtime_ms == pytest.approx(160.0)
+    # Send gaps at both ends (10 ms each) and the 40 ms the sporadic reply hid.
+    assert anatomy.sampling_ms == pytest.approx(60.0)
 
 
 def test_steady_answers_have_only_the_send_gaps_as_sampling():
