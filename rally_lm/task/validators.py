@@ -68,9 +68,6 @@ class LiveMigrationHostsValidator(validation.Validator):
                       "the hosts)")
         if not source:
             return self._pickable(context, config)
-        if source == target:
-            self.fail(f"'{self.source_param}' and '{self.target_param}' are both {source!r}: "
-                      "live migration needs two different compute hosts")
         if "admin" not in context:
             self.fail("live migration to a chosen host needs admin credentials "
                       "(rally env create --from-sysenv with an admin OS_USERNAME)")
@@ -137,12 +134,6 @@ class WorkloadResourcesValidator(validation.Validator):
         workload = _workload_config(config)
         if not workload:
             self.fail("the scenario needs the 'lm_workload' context (the VMs to migrate)")
-        try:
-            dirty_rates({**LiveMigrationWorkload.DEFAULT_CONFIG["agent"],
-                         **workload.get("agent", {})},
-                        workload.get("count", LiveMigrationWorkload.DEFAULT_CONFIG["count"]))
-        except ValueError as exc:
-            self.fail(str(exc))
         source = config.get("args", {}).get("source_host")
         if source and workload.get("source_host") and workload.get("source_host") != source:
             self.fail(f"the scenario's source_host is {source!r} but the lm_workload context "
@@ -228,10 +219,40 @@ class WorkloadResourcesValidator(validation.Validator):
             self.fail(f"agent.dirty_working_set_mib={working_set} does not fit flavor "
                       f"{flavor_name!r} ({ram} MiB RAM): at most "
                       f"{int(ram * MAX_WORKING_SET_SHARE)} MiB, the guest needs the rest")
+
+
+@validation.configure(name="lm_offline")
+class OfflineValidator(validation.Validator):
+    """What the task's own arguments must agree on, checked with no cloud at all.
+
+    Rally runs it in its syntax phase (``rally task validate`` needs no
+    credentials for it): two different hosts; one dirty rate per VM when a
+    list is given; a working set for a dirty rate; a floating network for
+    floating IPs.
+    """
+
+    def validate(self, context, config, plugin_cls, plugin_cfg):
+        args = config.get("args", {})
+        workload = _workload_config(config) or {}
+        source = args.get("source_host") or workload.get("source_host")
+        target = args.get("target_host") or workload.get("target_host")
+        if source and source == target:
+            self.fail(f"'source_host' and 'target_host' are both {source!r}: live migration "
+                      "needs two different compute hosts")
+        agent = {**LiveMigrationWorkload.DEFAULT_CONFIG["agent"], **workload.get("agent", {})}
+        try:
+            dirty_rates(agent, workload.get("count",
+                                            LiveMigrationWorkload.DEFAULT_CONFIG["count"]))
+        except ValueError as exc:
+            self.fail(str(exc))
         rate = agent.get("dirty_rate_mib", 0)
-        if any(rate if isinstance(rate, (list, tuple)) else [rate]) and not working_set:
+        if any(rate if isinstance(rate, (list, tuple)) else [rate]) and \
+                not agent.get("dirty_working_set_mib"):
             self.fail("agent.dirty_rate_mib is set but agent.dirty_working_set_mib is 0: "
                       "give the dirtier a working set to write over")
+        if workload.get("probe_via") == "floating" and not workload.get("floating_network"):
+            self.fail("probe_via: floating needs floating_network (the external network "
+                      "the floating IPs come from)")
 
 
 @validation.configure(name="lm_labels")
@@ -274,6 +295,11 @@ class InfluxSettingsValidator(validation.Validator):
         if not settings:
             return
         try:
-            InfluxSettings.from_config(settings)
+            found = InfluxSettings.from_config(settings)
         except ExportConfigError as exc:
             self.fail(f"{self.param_name}: {exc}")
+        if not found.token:
+            variable = settings.get("token_env", "INFLUX_TOKEN")
+            self.fail(f"{self.param_name}: ${variable} is empty or unset where Rally runs: "
+                      "InfluxDB would refuse every point (export the token before "
+                      "rally task start)")

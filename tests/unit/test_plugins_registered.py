@@ -18,6 +18,7 @@ EXPECTED_PLUGINS = {
     "lm_tcp_continuity",
     "lm_success_rate", "lm_max_migration_duration", "lm_max_evacuation_duration",
     "lm_vm_metrics", "lm_timeline", "lm_max_postcopy", "lm_max_throttle", "lm_regression",
+    "lm_offline",
 }
 
 

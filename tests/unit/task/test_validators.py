@@ -45,8 +45,7 @@ def test_good_hosts_pass(nova):
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"source_host": "hv1"}, "set both 'source_host' and 'target_host'"),
-    ({"source_host": "hv1", "target_host": "hv1"}, "two different compute hosts"),
+    ({"source_host": "hv1"}, "set both 'source_host' and 'target_host', or neither"),
     ({"source_host": "hv1", "target_host": "hv9"}, "'hv9' is unknown to Nova; known hosts"),
     ({"source_host": "hv3", "target_host": "hv2"}, "'hv3' is disabled (maintenance)"),
     ({"source_host": "hv1", "target_host": "hv4"}, "'hv4' is down"),
@@ -170,18 +169,38 @@ def test_a_flavor_the_task_would_create_and_delete_must_not_exist_yet(nova):
         check_resources(nova, WORKLOAD, flavors=[{"name": "lm.small", "ram": 256}])
 
 
+def offline(args=None, workload=None):
+    """lm_offline: no cloud, no credentials (context None, as Rally's syntax phase)."""
+    from rally_lm.task.validators import OfflineValidator
+
+    OfflineValidator().validate(None, {"args": args or {},
+                                       "contexts": {"lm_workload": workload or {}}}, None, None)
+
+
 @pytest.mark.parametrize("count, rates, message", [
     (2, [4, 16, 48], "lists 3 rates for 2 VMs"),
     (None, [4, 16], "lists 2 rates for 6 VMs"),  # lm_workload boots 6 unless told
     (2, [0, 8], "agent.dirty_rate_mib is set but agent.dirty_working_set_mib is 0"),
 ])
-def test_per_vm_dirty_rates_must_be_one_per_vm_and_have_a_working_set(nova, count, rates,
-                                                                       message):
+def test_per_vm_dirty_rates_must_be_one_per_vm_and_have_a_working_set(count, rates, message):
     workload = {**WORKLOAD, "agent": {"dirty_rate_mib": rates}}
     if count is not None:
         workload["count"] = count
     with pytest.raises(validation.ValidationError, match=message):
-        check_resources(nova, workload)
+        offline(workload=workload)
+
+
+@pytest.mark.parametrize("args, workload, message", [
+    ({"source_host": "hv1", "target_host": "hv1"}, {}, "are both 'hv1': live migration "
+                                                       "needs two different compute hosts"),
+    ({}, {"source_host": "hv2", "target_host": "hv2"}, "are both 'hv2'"),
+    ({}, {"probe_via": "floating"}, "probe_via: floating needs floating_network"),
+])
+def test_what_needs_no_cloud_is_refused_without_one(args, workload, message):
+    with pytest.raises(validation.ValidationError, match=message):
+        offline(args, workload)
+    offline({"source_host": "hv1", "target_host": "hv2"}, {"probe_via": "floating",
+                                                           "floating_network": "ext"})
 
 
 def test_one_rate_per_vm_passes(nova):
@@ -207,11 +226,29 @@ def test_malformed_influx_url_is_rejected_before_a_run(influx, message, monkeypa
         InfluxSettingsValidator().validate(None, {"args": {"influx": influx}}, None, None)
 
 
-def test_good_influx_settings_and_none_pass():
+def test_good_influx_settings_and_none_pass(monkeypatch):
     from rally_lm.task.validators import InfluxSettingsValidator
 
+    monkeypatch.setenv("INFLUX_TOKEN", "s3cret")
     for args in ({"influx": {"url": "http://127.0.0.1:8086", "org": "o"}}, {}):
         InfluxSettingsValidator().validate(None, {"args": args}, None, None)
+
+
+@pytest.mark.parametrize("variable, value", [("INFLUX_TOKEN", None), ("INFLUX_TOKEN", ""),
+                                             ("LM_TOKEN", None)])
+def test_an_influx_url_without_its_token_is_refused(monkeypatch, variable, value):
+    from rally_lm.task.validators import InfluxSettingsValidator
+
+    monkeypatch.delenv(variable, raising=False)
+    if value is not None:
+        monkeypatch.setenv(variable, value)
+    settings = {"url": "http://127.0.0.1:8086", **({"token_env": variable}
+                                                   if variable != "INFLUX_TOKEN" else {})}
+    with pytest.raises(validation.ValidationError) as caught:
+        InfluxSettingsValidator().validate(None, {"args": {"influx": settings}}, None, None)
+    assert str(caught.value) == (f"influx: ${variable} is empty or unset where Rally runs: "
+                                 "InfluxDB would refuse every point (export the token before "
+                                 "rally task start)")
 
 
 @pytest.mark.parametrize("url, ok", [

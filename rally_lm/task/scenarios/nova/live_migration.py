@@ -223,6 +223,7 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
 @validation.add("required_services", services=["nova"])
 @validation.add("lm_hosts")
 @validation.add("lm_workload_resources")
+@validation.add("lm_offline")
 @validation.add("lm_labels")
 @validation.add("lm_influx")
 @scenario.configure(name="LiveMigration.evacuate_host", platform="openstack")
@@ -311,6 +312,7 @@ class EvacuateHost(_LiveMigrationBase):
 @validation.add("required_services", services=["nova"])
 @validation.add("lm_hosts")
 @validation.add("lm_workload_resources")
+@validation.add("lm_offline")
 @validation.add("lm_labels")
 @scenario.configure(name="LiveMigration.migrate_server", platform="openstack")
 class MigrateServer(_LiveMigrationBase):
