@@ -41,9 +41,8 @@ def wheel_venv(testbed_session, tmp_path_factory):
                                 "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     (site / "suite-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--python", str(venv / "bin" / "python"), str(wheel)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                    "install", "-q", "--no-deps", str(wheel)], check=True, capture_output=True)
     # The suite's venv has rally's module, not this venv's console script.
     rally = venv / "bin" / "rally"
     rally.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom rally.cli.main import main"
