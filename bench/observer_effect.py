@@ -151,14 +151,14 @@ FIGURES = ("nova_requests_per_migration", "neutron_port_listings_per_migration",
 
 def summary(results: dict[str, list[dict]]) -> None:
     print("\nper arm: median of the runs' medians [min..max between runs], n runs")
-    print(f"{'figure':<38}" + "".join(f"{name:>26}" for name in results))
+    print(f"{'figure':<38}" + "".join(f" {name:>27}" for name in results))
     for figure in FIGURES:
         cells_ = []
         for runs in results.values():
             values = [r[figure] for r in runs if r.get(figure) is not None]
             cells_.append(f"{statistics.median(values):.3g} [{min(values):.3g}.."
                           f"{max(values):.3g}] n={len(values)}" if values else "-")
-        print(f"{figure:<38}" + "".join(f"{c:>26}" for c in cells_))
+        print(f"{figure:<38}" + "".join(f" {c:>27}" for c in cells_))
 
 
 def main() -> int:
@@ -168,7 +168,13 @@ def main() -> int:
                         help="NAME=CODE_DIR[:observer], e.g. before=/work/old")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--summarise", action="store_true",
+                        help="print the summary of the runs already in --out, run nothing")
     args = parser.parse_args()
+    state = args.out / "runs.json"
+    if args.summarise:
+        summary(json.loads(state.read_text()))
+        return 0
 
     from rally_lm_testbed import layout, policy, rally_runner, testbed
 
@@ -180,7 +186,6 @@ def main() -> int:
                          reset_policy=True)
     probe_ip = layout.PROBE_MGMT_IP
     results: dict[str, list[dict]] = {name: [] for name, _code, _obs in arms(args.arm)}
-    state = args.out / "runs.json"
     args.out.mkdir(parents=True, exist_ok=True)
     for repeat in range(args.repeats):
         for name, code, observer in arms(args.arm):

@@ -236,8 +236,12 @@ class NovaAdapter:
 
     # -- live migration -------------------------------------------------------
 
-    def live_migrate(self, server_id: str, host: str, block_migration: str | bool) -> None:
-        self._wrap(self._nova.servers.live_migrate, server_id, host, block_migration)
+    def live_migrate(self, server_id: str, host: str, block_migration: str | bool) -> str | None:
+        """Ask for the migration; the request's id, which Nova's instance action
+        carries (None if Nova did not say)."""
+        answer = self._wrap(self._nova.servers.live_migrate, server_id, host, block_migration)
+        ids = getattr(answer, "request_ids", None) or []
+        return ids[0] if ids else None
 
     def migration_progress(self, server_id: str) -> list[dict]:
         """In-progress live migrations of a server (GET /servers/{id}/migrations)."""
@@ -272,15 +276,27 @@ class NovaAdapter:
         self._wrap(self._nova.server_migrations.live_migrate_force_complete, server_id,
                    migration_id)
 
-    def action_events(self, server_id: str, action: str = "live-migration") -> list[dict]:
-        """Events of the latest instance action of this kind (os-instance-actions)."""
-        actions = [a for a in self._wrap(self._nova.instance_action.list, server_id)
-                   if _field(a, "action") == action]
-        if not actions:
-            return []
-        latest = max(actions, key=lambda a: _field(a, "start_time") or "")
-        detail = self._wrap(self._nova.instance_action.get, server_id,
-                            _field(latest, "request_id"))
+    def action_events(self, server_id: str, action: str = "live-migration",
+                      request_id: str | None = None) -> list[dict]:
+        """Events of the instance action of this request, else of the latest of this
+        kind (os-instance-actions: one request with the id, two without)."""
+        from novaclient import exceptions as nova_exc
+
+        detail = None
+        if request_id is not None:
+            try:
+                detail = self._wrap(self._nova.instance_action.get, server_id, request_id)
+            except NovaError as exc:
+                if not isinstance(exc.__cause__, nova_exc.NotFound):
+                    raise
+        if detail is None:
+            actions = [a for a in self._wrap(self._nova.instance_action.list, server_id)
+                       if _field(a, "action") == action]
+            if not actions:
+                return []
+            latest = max(actions, key=lambda a: _field(a, "start_time") or "")
+            detail = self._wrap(self._nova.instance_action.get, server_id,
+                                _field(latest, "request_id"))
         events = []
         for event in _field(detail, "events") or []:
             entry = {k: event.get(k) for k in ("event", "start_time", "finish_time", "result",

@@ -228,9 +228,12 @@ class FakeNova:
             def log_message(self, *args):  # quiet
                 return
 
-            def _send(self, code: int, body: dict | None = None) -> None:
+            def _send(self, code: int, body: dict | None = None,
+                      request_id: str | None = None) -> None:
                 data = json.dumps(body).encode() if body is not None else b""
                 self.send_response(code)
+                # Nova names every request; an instance action carries its id.
+                self.send_header("x-openstack-request-id", request_id or f"req-{uuid.uuid4()}")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("OpenStack-API-Version", f"compute {MICROVERSION}")
                 self.send_header("X-OpenStack-Nova-API-Version", MICROVERSION)
@@ -317,7 +320,11 @@ class FakeNova:
                     return self._send(200, {"instanceActions": actions})
                 if m := re.fullmatch(r"/v2.1/servers/([^/]+)/os-instance-actions/([^/]+)",
                                      path):
-                    mig = next(x for x in fake.migrations if x.request_id == m.group(2))
+                    mig = next((x for x in fake.migrations if x.request_id == m.group(2)
+                                and x.server_id == m.group(1)), None)
+                    if mig is None:
+                        return self._send(404, {"itemNotFound": {
+                            "message": f"Action {m.group(2)} could not be found."}})
                     return self._send(200, {"instanceAction": {
                         "action": "live-migration", "request_id": mig.request_id,
                         "events": fake._events(mig)}})
@@ -391,6 +398,6 @@ class FakeNova:
                                       created=fake.clock(), plan=plan,
                                       request_id=f"req-{uuid.uuid4()}")
                 fake.migrations.append(migration)
-                return self._send(202)
+                return self._send(202, request_id=migration.request_id)
 
         return Handler

@@ -55,6 +55,36 @@ def test_completed_migration_is_timed_to_a_poll_interval(cloud):
     assert record.api_requests["POST /servers/{id}/action"] == 1
 
 
+def test_the_first_look_waits_for_the_conductor_and_the_phases_cost_one_request(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan(preparing=1.0, running=3.0, post=1.0))
+    drv = driver(adapter, clock)
+    record = drv.migrate(server, "vm0", "hv1", "hv2", "out")
+    # No look at Nova's record before the conductor can have made it.
+    assert record.progress[0]["t"] == 0.5 and record.progress[0]["status"] is not None
+    assert record.request_id and record.request_id.startswith("req-")
+    before = dict(record.api_requests)
+    drv.read_events(record)
+    spent = {k: v - before.get(k, 0) for k, v in record.api_requests.items()
+             if v != before.get(k, 0)}
+    # The call's request id names its instance action: no listing of them.
+    assert spent == {"GET /servers/{id}/os-instance-actions/{id}": 1}
+    assert "compute_live_migration" in [e["event"] for e in record.events]
+
+
+def test_phases_of_a_call_nova_did_not_name_are_found_by_listing(cloud):
+    nova, adapter, clock = cloud
+    server = nova.add_server("vm0")
+    nova.plan(server, Plan())
+    drv = driver(adapter, clock)
+    record = drv.migrate(server, "vm0", "hv1", "hv2", "out")
+    record.request_id = "req-not-known-to-nova"
+    drv.read_events(record)
+    assert record.api_requests["GET /servers/{id}/os-instance-actions"] == 1
+    assert "compute_live_migration" in [e["event"] for e in record.events]
+
+
 def test_polling_stays_under_the_request_budget(cloud):
     nova, adapter, clock = cloud
     server = nova.add_server("vm0")
@@ -170,9 +200,10 @@ def test_timeout_action_refused_while_preparing_is_retried_until_accepted(cloud)
     record = driver(adapter, clock, timeout=10.0, on_timeout="force_complete").migrate(
         server, "vm0", "hv1", "hv2", "out")
     assert record.outcome == "timeout_forced", record.error
-    # Looks every 3 s while it prepares (timeout seen at 12 s), tries every 2 s.
+    # Looks every 3 s from 0.5 s while it prepares (timeout seen at 12.5 s), tries
+    # every 2 s.
     assert record.action_attempts == 3
-    assert record.action_accepted_after == 16.0
+    assert record.action_accepted_after == 16.5
     assert record.error is None
 
 
@@ -218,7 +249,7 @@ def test_a_record_completed_with_the_server_still_migrating_is_stale_status(clou
     record = driver(adapter, clock, timeout=10.0, status_grace=5.0).migrate(
         server, "vm0", "hv1", "hv2", "out")
     assert record.outcome == "stale_status"
-    assert record.duration == 3.0 and record.nova_status == "completed"
+    assert record.duration == 2.5 and record.nova_status == "completed"
     assert record.error == ("after the grace period Nova says 'completed', the server is "
                             "ACTIVE/migrating on hv1")
     assert record.api_requests["GET /servers/{id}"] == 6
@@ -575,7 +606,7 @@ class SettlingAdapter(RecordingAdapter):
             raise answer
         return answer
 
-    def action_events(self, server_id):
+    def action_events(self, server_id, request_id=None):
         if isinstance(self.events, Exception):
             raise self.events
         return self.events
@@ -757,7 +788,7 @@ def test_a_force_nova_refused_is_not_a_forced_completion(cloud):
 
 def test_a_hint_from_before_the_job_ran_is_some_other_silence(cloud):
     # The probe heard a stall 2.5 s after the call; Nova's record still said
-    # "preparing" at 3 s: no copy had begun, so that silence was no switchover.
+    # "preparing" at 3.5 s: no copy had begun, so that silence was no switchover.
     nova, adapter, clock = cloud
     server = nova.add_server("vm0")
     nova.plan(server, Plan(preparing=4.0, running=10.0, post=1.0))
@@ -765,7 +796,7 @@ def test_a_hint_from_before_the_job_ran_is_some_other_silence(cloud):
     record = driver(adapter, clock).migrate(server, "vm0", "hv1", "hv2", "out",
                                             end_hint=hint_at(clock, start + 2.5))
     assert record.outcome == "completed"
-    assert record.end_hinted_at is None and record.not_running_at == 3.0
+    assert record.end_hinted_at is None and record.not_running_at == 3.5
 
 
 def test_two_hosts_are_picked_where_nothing_names_them(cloud):
