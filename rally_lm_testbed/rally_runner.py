@@ -64,11 +64,23 @@ def _rally_bin() -> str:
     return str(beside) if beside.exists() else (shutil.which("rally") or "rally")
 
 
+#: ``ip netns exec`` gives its command a sysfs of the namespace's own, without
+#: the host's cgroup mounts: the cpuacct hierarchy is mounted again there (in
+#: that command's private mount namespace only, gone when it exits) so that the
+#: contention record can read each testbed group's CPU (the control plane's
+#: among them). Where that fails, the record simply has no groups.
+_CGROUP_VIEW = ("{ mount -t tmpfs -o size=64k,mode=755 rally-lm-cgroup /sys/fs/cgroup "
+                "&& mkdir -p /sys/fs/cgroup/cpuacct "
+                "&& mount -t cgroup -o cpuacct rally-lm-cpuacct /sys/fs/cgroup/cpuacct; "
+                "} 2>/dev/null; exec \"$@\"")
+
+
 def _rally_argv(*args: str) -> tuple[list[str], dict]:
     conf = RALLY_HOME / "rally.conf"
     env = {**os.environ, "HOME": str(RALLY_HOME), **testbed.credentials()}
-    return ["ip", "netns", "exec", layout.PROBE, _rally_bin(), "--config-file", str(conf),
-            *args], env
+    view = ["sh", "-c", _CGROUP_VIEW, "sh"] if cgroups.available() else []
+    return ["ip", "netns", "exec", layout.PROBE, *view, _rally_bin(), "--config-file",
+            str(conf), *args], env
 
 
 def _in_bench_group() -> None:

@@ -6,6 +6,7 @@ down is checked by the session's last test (marked ``last``, see conftest), so
 the modules after this one run on the same testbed.
 """
 
+import ast
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rally_lm.probes.records import ProbeClock
+from rally_lm.report import cells
 from rally_lm_testbed import (
     capture,
     hosts,
@@ -302,6 +304,11 @@ def assert_passes_its_slas(run: rally_runner.TaskRun, cell: str, round_trips: in
         r["client_downtime_ms"], r["resolution_ms"], r["hypervisor_downtime_ms"])]
     assert not uncovered, uncovered
     assert "Timelines and outage anatomy" in html and "<svg" in html
+    # The contention record sees the testbed's cgroups from inside the probe
+    # namespace: the control plane's CPU beside the guests' and Rally's own.
+    (measured,) = cells.load([run.json], split=False)
+    groups = ast.literal_eval(measured.configuration["host groups_cpu_s"])
+    assert set(groups) == {"control", "bench", "guests"} and min(groups.values()) > 0, groups
     record(f"rally_{cell}", {"uuid": run.uuid, "html": str(run.html), "json": str(run.json)})
 
 
