@@ -115,9 +115,11 @@ def register_services() -> dict:
     return {"registered": sorted(SERVICES), "rally_user": layout.RALLY_USER}
 
 
-def wait_computes(since: str | None = None, timeout: float = 240.0) -> dict:
-    """Until both nova-compute services are up, and the linuxbridge agents of both
-    computes and of the network node and its L3 agent alive.
+def wait_computes(network_backend: str = "linuxbridge", since: str | None = None,
+                  timeout: float = 240.0) -> dict:
+    """Until both nova-compute services are up, and the network's agents alive: the
+    linuxbridge agents of both computes and of the network node and its L3 agent,
+    or with ML2/OVN the OVN controllers of both computes and the gateway's.
 
     ``since`` (seconds since the epoch, as a string: a command-line argument)
     is when the old nova-compute processes had exited: a service counts as up
@@ -141,9 +143,15 @@ def wait_computes(since: str | None = None, timeout: float = 240.0) -> dict:
             continue
         up = {s["host"] for s in services if s["state"] == "up" and s["status"] == "enabled"
               and (stopped is None or _reported_after(s, stopped))}
-        alive = {a["host"] for a in agents
-                 if a["alive"] and a["agent_type"] == "Linux bridge agent"}
-        l3 = {a["host"] for a in agents if a["alive"] and a["agent_type"] == "L3 agent"}
+        if network_backend == "ovn":
+            alive = {a["host"] for a in agents if a["alive"] and a["agent_type"] in
+                     ("OVN Controller agent", "OVN Controller Gateway agent")}
+            l3 = {a["host"] for a in agents
+                  if a["alive"] and a["agent_type"] == "OVN Controller Gateway agent"}
+        else:
+            alive = {a["host"] for a in agents
+                     if a["alive"] and a["agent_type"] == "Linux bridge agent"}
+            l3 = {a["host"] for a in agents if a["alive"] and a["agent_type"] == "L3 agent"}
         state = {"computes_up": sorted(up), "agents_alive": sorted(alive & wanted),
                  "network_node": sorted((alive & {layout.NETWORK_NODE.name}) | l3)}
         if wanted <= up and bridged <= alive and layout.NETWORK_NODE.name in l3:
@@ -293,11 +301,39 @@ def _flat_network(sess, name: str, physnet: str, cidr: str, gateway: str | None,
     return network, subnet["id"]
 
 
-def ensure_network() -> dict:
-    """The tenant network, the external one (floating IPs), and a router between them."""
+def _overlay_network(sess, name: str, cidr: str) -> tuple[dict, str]:
+    """A Geneve tenant network (ML2/OVN), shared, with port security: OVN's ACLs
+    carry the security groups."""
+    networks = _get(sess, "network", f"/v2.0/networks?name={name}")["networks"]
+    network = networks[0] if networks else _post(sess, "network", "/v2.0/networks", {
+        "network": {"name": name, "shared": True,
+                    "provider:network_type": "geneve"}})["network"]
+    subnets = _get(sess, "network", f"/v2.0/subnets?network_id={network['id']}")["subnets"]
+    if subnets:
+        return network, subnets[0]["id"]
+    prefix = cidr.rsplit(".", 1)[0]
+    # Addresses come from the config drive, as on the linuxbridge testbed.
+    subnet = _post(sess, "network", "/v2.0/subnets", {"subnet": {
+        "network_id": network["id"], "name": f"{name}-subnet", "ip_version": 4,
+        "cidr": cidr, "gateway_ip": f"{prefix}.1", "enable_dhcp": False,
+        "allocation_pools": [{"start": f"{prefix}.10", "end": f"{prefix}.200"}]}})["subnet"]
+    return network, subnet["id"]
+
+
+def ensure_network(network_backend: str = "linuxbridge") -> dict:
+    """The tenant network, the external one (floating IPs), and a router between them.
+
+    With ML2/OVN the tenant network is a Geneve overlay the probe cannot reach
+    but through the router: its VMs are probed by floating IP.
+    """
     sess = admin_session()
-    tenant, tenant_subnet = _flat_network(sess, layout.TENANT_NETWORK_NAME, layout.PHYSNET,
-                                          layout.TENANT_NET, layout.ROUTER_TENANT_IP, (10, 200))
+    if network_backend == "ovn":
+        tenant, tenant_subnet = _overlay_network(sess, layout.TENANT_NETWORK_NAME,
+                                                 layout.OVERLAY_NET)
+    else:
+        tenant, tenant_subnet = _flat_network(sess, layout.TENANT_NETWORK_NAME, layout.PHYSNET,
+                                              layout.TENANT_NET, layout.ROUTER_TENANT_IP,
+                                              (10, 200))
     external, _ext_subnet = _flat_network(sess, layout.EXTERNAL_NETWORK_NAME,
                                           layout.EXTERNAL_PHYSNET, layout.EXTERNAL_NET, None,
                                           (100, 200), external=True)
@@ -311,7 +347,8 @@ def ensure_network() -> dict:
         sess.put(f"/v2.0/routers/{router['id']}/add_router_interface",
                  json={"subnet_id": tenant_subnet},
                  endpoint_filter={"service_type": "network", "interface": "public"})
-    return {"network": tenant["id"], "external": external["id"], "router": router["id"]}
+    return {"network": tenant["id"], "external": external["id"], "router": router["id"],
+            "backend": network_backend}
 
 
 def rally_quotas() -> dict:

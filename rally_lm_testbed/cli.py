@@ -14,7 +14,7 @@ from rally_lm_testbed import policy, testbed
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "up":
-            testbed.up()
+            testbed.up(getattr(args, "network", None))
         elif args.action == "down":
             testbed.down()
         elif args.action == "status":
@@ -87,6 +87,11 @@ def _run_task(args: argparse.Namespace) -> int:
             wanted["tunnelled"] not in ("on", "off"):
         raise RuntimeError(f"{args_file} must set storage (local|shared|ceph) and tunnelling "
                            "(on|off)")
+    backend = cell.get("network_backend")
+    if backend is not None and backend != mode["network"]:
+        raise RuntimeError(f"{args_file} is a cell of network {backend}; the testbed runs "
+                           f"{mode['network']}: `rally-lm testbed down`, then "
+                           f"`rally-lm testbed up --network {backend}`")
     # An args file may name the testbed's migration policy; without one, Nova's defaults.
     wanted_policy = policy.Policy.from_dict(cell.get("testbed_policy")).to_dict()
     if wanted != {k: mode[k] for k in wanted} or wanted_policy != mode["policy"]:

@@ -1,4 +1,5 @@
-"""The two compute hosts: virtlogd + libvirtd, nova-compute, linuxbridge agent.
+"""The two compute hosts: virtlogd + libvirtd, nova-compute, and the network's
+agent: the linuxbridge agent, or with ML2/OVN an OVN chassis (``ovn``).
 
 The storage mode decides where instance disks live: ``local`` - the host's
 own ``/var/lib/nova/instances`` (Nova block-migrates), ``shared`` - one
@@ -13,15 +14,17 @@ from __future__ import annotations
 import json
 import uuid
 
-from rally_lm_testbed import ceph, config, hosts, layout, network, policy
+from rally_lm_testbed import ceph, config, hosts, layout, network, ovn, policy
 from rally_lm_testbed.layout import Host
 
 INSTANCES = "/var/lib/nova/instances"
 
 
-def daemons(host: Host) -> list[str]:
-    return [f"{host.name}-sshd", f"{host.name}-virtlogd", f"{host.name}-libvirtd",
-            f"{host.name}-nova-compute", f"{host.name}-linuxbridge-agent"]
+def daemons(host: Host, network_backend: str = "linuxbridge") -> list[str]:
+    agent = (ovn.daemons_chassis(host) if network_backend == "ovn"
+             else [f"{host.name}-linuxbridge-agent"])
+    return [f"{host.name}-sshd", f"{host.name}-virtlogd", f"{host.name}-libvirtd", *agent,
+            f"{host.name}-nova-compute"]
 
 
 def _write_text(host: Host, path: str, text: str) -> None:
@@ -134,12 +137,15 @@ def storage_apply(host: Host, storage: str) -> None:
 
 #: oslo.privsep appends the context and socket to this command.
 PRIVSEP_HELPER = "/usr/bin/privsep-helper --config-file /etc/nova/nova.conf"
-#: Nova's own, os-vif's linux bridge plugin's and os-brick's (Ceph volumes) contexts.
-PRIVSEP_SECTIONS = ("nova_sys_admin", "vif_plug_linux_bridge_privileged", "privsep_osbrick")
+#: Nova's own, os-vif's plugins' (linux bridge, Open vSwitch) and os-brick's (Ceph
+#: volumes) contexts.
+PRIVSEP_SECTIONS = ("nova_sys_admin", "vif_plug_linux_bridge_privileged",
+                    "vif_plug_ovs_privileged", "privsep_osbrick")
 
 
 def nova_compute_configure(host: Host, tunnelled: bool, storage: str = "local",
-                           migration_policy: policy.Policy | None = None) -> None:
+                           migration_policy: policy.Policy | None = None,
+                           network_backend: str = "linuxbridge") -> None:
     libvirt = {"virt_type": "qemu", "cpu_mode": "custom", "cpu_models": "qemu64",
                "live_migration_scheme": "tcp", "live_migration_inbound_addr": host.ip,
                "live_migration_tunnelled": tunnelled,
@@ -161,6 +167,9 @@ def nova_compute_configure(host: Host, tunnelled: bool, storage: str = "local",
         # Without it the destination's bridge lacks its uplink until the agent
         # adds it after port activation: a 100 ms pause became a 7.7 s outage.
         "os_vif_linux_bridge": {"flat_interface": network.TENANT_DEV},
+        # With ML2/OVN: this host's own switch database (os-vif's default is TCP
+        # on 127.0.0.1, which no ovsdb-server here listens on).
+        "os_vif_ovs": {"ovsdb_connection": "unix:/run/openvswitch/db.sock"},
         "neutron": config.service_auth("neutron"),
         "placement": config.service_auth("placement"),
         "service_user": {**config.service_auth("nova"), "send_service_user_token": True},
@@ -202,38 +211,48 @@ def linuxbridge_configure(host: Host) -> None:
     })
 
 
-def services_start(host: Host) -> None:
-    """Start nova-compute and the linuxbridge agent, each unless it runs already."""
+def services_start(host: Host, network_backend: str = "linuxbridge") -> None:
+    """Start nova-compute and the network's agent, each unless it runs already."""
+    if network_backend == "ovn":
+        # The chassis first: os-vif plugs into br-int, which ovn-controller makes.
+        ovn.chassis_start(host)
     hosts.spawn(host, f"{host.name}-nova-compute",
                 ["nova-compute", "--config-file", "/etc/nova/nova.conf"])
-    hosts.spawn(host, f"{host.name}-linuxbridge-agent", [
-        "neutron-linuxbridge-agent", "--config-file", "/etc/neutron/neutron.conf",
-        "--config-file", "/etc/neutron/plugins/ml2/linuxbridge_agent.ini"])
+    if network_backend != "ovn":
+        hosts.spawn(host, f"{host.name}-linuxbridge-agent", [
+            "neutron-linuxbridge-agent", "--config-file", "/etc/neutron/neutron.conf",
+            "--config-file", "/etc/neutron/plugins/ml2/linuxbridge_agent.ini"])
 
 
 def nova_compute_stop(host: Host) -> None:
     """Stop nova-compute alone (a mode switch restarts nothing else)."""
-    # The linuxbridge agent's configuration never depends on the mode; a
-    # restart made it resync every port, and neutron-server with it, beside
-    # the next task's boots.
+    # The network agent's configuration never depends on the mode; a restart
+    # made the linuxbridge agent resync every port, and neutron-server with it,
+    # beside the next task's boots.
     hosts.stop(f"{host.name}-nova-compute")
 
 
 def up(host: Host, mode: dict, log=print) -> None:
+    backend = mode.get("network", "linuxbridge")
     log(f"{host.name}: sshd, libvirt")
     ssh_configure(host)
     ssh_start(host)
     libvirt_configure(host)
     libvirt_start(host)
     ceph_secret(host)
-    log(f"{host.name}: nova-compute, linuxbridge agent ({json.dumps(mode)})")
+    agent = "OVN chassis" if backend == "ovn" else "linuxbridge agent"
+    log(f"{host.name}: nova-compute, {agent} ({json.dumps(mode)})")
     storage_apply(host, mode["storage"])
     nova_compute_configure(host, mode["tunnelled"] == "on", mode["storage"],
-                           policy.Policy.from_dict(mode.get("policy")))
-    linuxbridge_configure(host)
-    services_start(host)
+                           policy.Policy.from_dict(mode.get("policy")), backend)
+    if backend == "ovn":
+        ovn.chassis_configure(host)
+    else:
+        linuxbridge_configure(host)
+    services_start(host, backend)
 
 
 def stop_all(host: Host) -> None:
-    for daemon in reversed(daemons(host)):
-        hosts.stop(daemon)
+    for backend in layout.NETWORK_BACKENDS:
+        for daemon in reversed(daemons(host, backend)):
+            hosts.stop(daemon)

@@ -7,11 +7,12 @@ wait until it answers). ``stop_all`` stops in mirror order.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-from rally_lm_testbed import ceph, config, hosts, layout
+from rally_lm_testbed import ceph, config, hosts, layout, ovn
 from rally_lm_testbed.layout import CONTROLLER as CTL
 
 DATABASES = ("keystone", "glance", "placement", "nova_api", "nova", "nova_cell0", "neutron",
@@ -245,24 +246,38 @@ NEUTRON_FILES = ["--config-file", "/etc/neutron/neutron.conf",
                  "--config-file", "/etc/neutron/plugins/ml2/ml2_conf.ini"]
 
 
-def neutron_configure() -> None:
+def neutron_configure(network: str = "linuxbridge") -> None:
+    """neutron-server with ML2/linuxbridge (flat networks, the L3 agent routes) or
+    ML2/OVN (Geneve tenant networks, OVN's own L3, ``ovn-router``)."""
+    common = {"core_plugin": "ml2", "bind_host": CTL.ip,
+              "transport_url": config.TRANSPORT_URL, "auth_strategy": "keystone",
+              "notify_nova_on_port_status_changes": True,
+              "notify_nova_on_port_data_changes": True, "api_workers": 1,
+              "rpc_workers": 1, "rpc_state_report_workers": 1, "use_stderr": True}
+    if network == "ovn":
+        # Room on the tenant wire for Geneve around a 1500-byte guest; the
+        # external wire stays at 1500 (the probe's side of it).
+        common.update({"service_plugins": "ovn-router", "global_physnet_mtu": 1600})
+        ml2 = ovn.ml2_options()
+        ml2["ml2"]["physical_network_mtus"] = f"{layout.EXTERNAL_PHYSNET}:1500"
+        extra = {}
+    else:
+        common["service_plugins"] = "router"
+        ml2 = {
+            "ml2": {"type_drivers": "flat", "tenant_network_types": "",
+                    "mechanism_drivers": "linuxbridge", "extension_drivers": "port_security"},
+            "ml2_type_flat": {"flat_networks": f"{layout.PHYSNET},{layout.EXTERNAL_PHYSNET}"},
+        }
+        extra = {"experimental": {"linuxbridge": True}}
     _write("/etc/neutron/neutron.conf", {
-        "DEFAULT": {"core_plugin": "ml2", "service_plugins": "router", "bind_host": CTL.ip,
-                    "transport_url": config.TRANSPORT_URL, "auth_strategy": "keystone",
-                    "notify_nova_on_port_status_changes": True,
-                    "notify_nova_on_port_data_changes": True, "api_workers": 1,
-                    "rpc_workers": 1, "rpc_state_report_workers": 1, "use_stderr": True},
+        "DEFAULT": common,
         "database": {"connection": config.db_url("neutron")},
         "keystone_authtoken": config.authtoken("neutron"),
         "nova": config.service_auth("nova"),
         "oslo_concurrency": {"lock_path": "/var/lib/neutron/tmp"},
-        "experimental": {"linuxbridge": True},
+        **extra,
     })
-    _write("/etc/neutron/plugins/ml2/ml2_conf.ini", {
-        "ml2": {"type_drivers": "flat", "tenant_network_types": "",
-                "mechanism_drivers": "linuxbridge", "extension_drivers": "port_security"},
-        "ml2_type_flat": {"flat_networks": f"{layout.PHYSNET},{layout.EXTERNAL_PHYSNET}"},
-    })
+    _write("/etc/neutron/plugins/ml2/ml2_conf.ini", ml2)
 
 
 def neutron_init() -> None:
@@ -336,7 +351,11 @@ def _prepare(configure, init) -> None:
         init()
 
 
-def up(after_keystone, log=print) -> None:
+def daemons(network: str = "linuxbridge") -> list[str]:
+    return (ovn.daemons_central() if network == "ovn" else []) + DAEMONS
+
+
+def up(after_keystone, network: str = "linuxbridge", log=print) -> None:
     """Configure, init and start every service; ``after_keystone`` registers users."""
     # The services before keystone are what the others' schemas live in and talk over.
     first_api = [name for name, *_ in SERVICES].index("keystone")
@@ -344,7 +363,15 @@ def up(after_keystone, log=print) -> None:
         log(f"controller: {name}")
         _prepare(configure, init)
         start()
-    apis = SERVICES[first_api:]
+    if network == "ovn":
+        # neutron-server connects to OVN's databases as it starts.
+        log("controller: OVN northbound and southbound databases, ovn-northd")
+        ovn.central_configure()
+        ovn.central_start()
+        log(f"controller: patched in its mount namespace: {ovn.patch_neutron()}")
+    apis = [(name, functools.partial(neutron_configure, network), init, start)
+            if name == "neutron" else (name, configure, init, start)
+            for name, configure, init, start in SERVICES[first_api:]]
     # Each schema migration needs only the database, and they are single-threaded
     # Python: side by side they use both cores (keystone's alone took ~60 s).
     log(f"controller: configure and migrate {', '.join(n for n, *_ in apis)} side by side")
@@ -361,3 +388,4 @@ def up(after_keystone, log=print) -> None:
 def stop_all() -> None:
     for daemon in reversed(DAEMONS):
         hosts.stop(daemon)
+    ovn.central_stop()

@@ -71,7 +71,7 @@ def restart_libvirtd(host: Host) -> None:
 
 def restart_nova_compute(host: Host) -> None:
     compute.nova_compute_stop(host)
-    compute.services_start(host)
+    compute.services_start(host, layout.network_backend())
 
 
 def domains(host: Host) -> list[str]:
@@ -107,4 +107,4 @@ def repair_all() -> None:
                 compute.libvirt_start(host)
         if hosts.running_pid(f"{host.name}-nova-compute") is None:
             with contextlib.suppress(Exception):
-                compute.services_start(host)
+                compute.services_start(host, layout.network_backend())

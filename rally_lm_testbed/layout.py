@@ -25,6 +25,7 @@ probe a VM by its fixed IP and by its floating IP (through the router).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -34,6 +35,9 @@ _BASE = SUPERNET.split(".")[:2]
 MGMT_NET = f"{_BASE[0]}.{_BASE[1]}.0.0/24"
 TENANT_NET = f"{_BASE[0]}.{_BASE[1]}.16.0/24"
 EXTERNAL_NET = f"{_BASE[0]}.{_BASE[1]}.32.0/24"
+#: With ML2/OVN the tenant network is a Geneve overlay, not the tenant wire: its
+#: addresses are the guests' only (the probe reaches them by floating IP).
+OVERLAY_NET = f"{_BASE[0]}.{_BASE[1]}.48.0/24"
 
 
 def mgmt_ip(last: int) -> str:
@@ -46,6 +50,10 @@ def tenant_ip(last: int) -> str:
 
 def external_ip(last: int) -> str:
     return f"{_BASE[0]}.{_BASE[1]}.32.{last}"
+
+
+def overlay_ip(last: int) -> str:
+    return f"{_BASE[0]}.{_BASE[1]}.48.{last}"
 
 
 STATE = Path(os.environ.get("RALLY_LM_TESTBED_STATE", "/var/lib/rally-lm/testbed"))
@@ -72,6 +80,9 @@ RALLY_QUOTAS = {
     "volumev3": {"volumes": 40, "gigabytes": 2000, "snapshots": 40},
 }
 REGION = "RegionOne"
+#: Neutron's mechanism driver, chosen at `testbed up`: linuxbridge (flat tenant
+#: network on the tenant wire, L3 agent) or ovn (Geneve, OVN's own L3).
+NETWORK_BACKENDS = ("linuxbridge", "ovn")
 PHYSNET = "physnet1"
 EXTERNAL_PHYSNET = "physnet-ext"
 TENANT_NETWORK_NAME = "lm-tenant"
@@ -114,22 +125,26 @@ class Host:
 # Directories each host keeps private (bind-mounted from its state dir),
 # seeded from the machine's own copy where one exists.
 _COMMON = ("/etc/hosts", "/run/lock", "/tmp")
+#: Open vSwitch's and OVN's state, per host (used with ML2/OVN only).
+_OVS = ("/etc/openvswitch", "/var/lib/openvswitch", "/run/openvswitch", "/var/lib/ovn",
+        "/run/ovn")
 CONTROLLER = Host(
     "ctl", 10,
     _COMMON + ("/etc/keystone", "/etc/glance", "/etc/placement", "/etc/nova", "/etc/neutron",
                "/etc/cinder", "/etc/ceph", "/etc/mysql", "/etc/rabbitmq", "/var/lib/mysql",
                "/run/mysqld", "/var/lib/rabbitmq", "/var/lib/keystone", "/var/lib/glance",
                "/var/lib/nova", "/var/lib/neutron", "/var/lib/placement", "/var/lib/cinder",
-               "/var/log/rabbitmq"),
+               "/var/log/rabbitmq", "/var/lib/ovn", "/run/ovn"),
 )
 _COMPUTE_DIRS = _COMMON + (
     "/etc/libvirt", "/var/lib/libvirt", "/run/libvirt", "/var/log/libvirt", "/var/cache/libvirt",
     "/etc/nova", "/etc/neutron", "/etc/ceph", "/var/lib/nova", "/var/lib/neutron", "/etc/ssh",
-    "/root/.ssh",
+    "/root/.ssh", *_OVS,
 )
 COMPUTES = (Host("hv1", 11, _COMPUTE_DIRS), Host("hv2", 12, _COMPUTE_DIRS))
 #: The network node: its router namespaces live in its own /run/netns.
-NETWORK_NODE = Host("net", 13, _COMMON + ("/etc/neutron", "/var/lib/neutron", "/run/netns"))
+NETWORK_NODE = Host("net", 13, _COMMON + ("/etc/neutron", "/var/lib/neutron", "/run/netns",
+                                          *_OVS))
 #: The Ceph cluster (one mon, mgr and OSD), on the management network.
 CEPH = Host("ceph", 14, _COMMON + ("/etc/ceph", "/var/lib/ceph", "/var/log/ceph", "/run/ceph"))
 HOSTS = (CONTROLLER, *COMPUTES, NETWORK_NODE, CEPH)
@@ -139,3 +154,11 @@ PROBE_EXTERNAL_IP = external_ip(250)
 ROUTER_TENANT_IP = tenant_ip(1)
 
 KEYSTONE_URL = f"http://{CONTROLLER.ip}:5000/v3"
+
+
+def network_backend() -> str:
+    """The network backend the testbed was brought up with (its mode file's)."""
+    try:
+        return json.loads(MODE_FILE.read_text()).get("network", NETWORK_BACKENDS[0])
+    except (OSError, ValueError):
+        return NETWORK_BACKENDS[0]

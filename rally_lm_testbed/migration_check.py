@@ -33,7 +33,39 @@ def hypervisor_uris() -> dict[str, str]:
             for h in layout.COMPUTES}
 
 
-def boot_guest(nova: NovaAdapter, name: str, agent: dict | None = None) -> WorkloadVM:
+NETWORK = {"service_type": "network"}
+
+
+def floating_ip(server_id: str) -> tuple[str, str]:
+    """A floating IP on the external network for the server's port: (id, address)."""
+    sess = bootstrap.admin_session()
+    port = sess.get(f"/v2.0/ports?device_id={server_id}",
+                    endpoint_filter=NETWORK).json()["ports"][0]
+    external = sess.get(f"/v2.0/networks?name={layout.EXTERNAL_NETWORK_NAME}",
+                        endpoint_filter=NETWORK).json()["networks"][0]
+    fip = sess.post("/v2.0/floatingips", endpoint_filter=NETWORK, json={"floatingip": {
+        "floating_network_id": external["id"], "port_id": port["id"],
+        "project_id": port["project_id"]}}).json()["floatingip"]
+    return fip["id"], fip["floating_ip_address"]
+
+
+def release_floating_ips(server_id: str) -> list[str]:
+    """Delete the floating IPs of the server's ports; their addresses."""
+    sess = bootstrap.admin_session()
+    released = []
+    for port in sess.get(f"/v2.0/ports?device_id={server_id}",
+                         endpoint_filter=NETWORK).json()["ports"]:
+        for fip in sess.get(f"/v2.0/floatingips?port_id={port['id']}",
+                            endpoint_filter=NETWORK).json()["floatingips"]:
+            sess.delete(f"/v2.0/floatingips/{fip['id']}", endpoint_filter=NETWORK)
+            released.append(fip["floating_ip_address"])
+    return released
+
+
+def boot_guest(nova: NovaAdapter, name: str, agent: dict | None = None,
+               floating: bool = False) -> WorkloadVM:
+    """Boot the probed guest on hv1; with ``floating``, probed by a floating IP (the
+    only way to it through ML2/OVN's Geneve network)."""
     sess = bootstrap.admin_session()
     images = sess.get("/v2/images", endpoint_filter={"service_type": "image"}).json()["images"]
     image = next(i["id"] for i in images if i["name"] == layout.GUEST_IMAGE_NAME)
@@ -47,8 +79,10 @@ def boot_guest(nova: NovaAdapter, name: str, agent: dict | None = None) -> Workl
         if server["status"] == "ERROR" or time.monotonic() > deadline:
             raise RuntimeError(f"guest did not boot: {server}")
         time.sleep(1)
-    vm = WorkloadVM(id=server_id, name=name, ip=server["addresses"][0],
-                    instance_name=server["instance_name"])
+    fixed = server["addresses"][0]
+    address = floating_ip(server_id)[1] if floating else fixed
+    vm = WorkloadVM(id=server_id, name=name, ip=address,
+                    instance_name=server["instance_name"], fixed_ip=fixed)
     if readiness.wait_until_answering([vm.ip], AGENT["udp_echo_port"],
                                       max(deadline - time.monotonic(), 1.0)):
         raise RuntimeError(f"guest agent at {vm.ip} never answered")
@@ -60,6 +94,7 @@ GUEST_NAME = "rlm-check"
 
 
 def delete_guest(nova: NovaAdapter, server_id: str, timeout: float = 120.0) -> None:
+    release_floating_ips(server_id)
     nova.delete(server_id)
     deadline = time.monotonic() + timeout
     while nova.server(server_id) is not None and time.monotonic() < deadline:
@@ -94,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-interval", type=float, default=0.01)
     parser.add_argument("--nova-completion-timeout", type=float, default=800.0,
                         help="the computes' live_migration_completion_timeout, s/GiB")
+    parser.add_argument("--floating", action="store_true",
+                        help="probe the guest by a floating IP (ML2/OVN: the only way in)")
+    parser.add_argument("--ovn-sb", metavar="REMOTE",
+                        help="OVN's southbound database (ML2/OVN): the port's binding steps")
     parser.add_argument("--keep", action="store_true",
                         help="leave the guest running on hv1 for a later --reuse")
     parser.add_argument("--reuse", action="store_true",
@@ -111,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
             delete_guest(nova, server_id)
         print(json.dumps({"deleted": deleted}))
         return 0
-    vm = (kept_guest(nova) if options.reuse else None) or boot_guest(nova, GUEST_NAME, agent)
+    vm = (kept_guest(nova) if options.reuse and not options.floating else None) or \
+        boot_guest(nova, GUEST_NAME, agent, floating=options.floating)
     kept = False
     try:
         policy = MigrationPolicy(timeout=options.timeout, status_grace=30,
                                  nova_completion_timeout=options.nova_completion_timeout)
         evacuation = Evacuation(MigrationDriver(nova, policy), [vm], "hv1", "hv2",
                                 ProbeSettings(interval=options.probe_interval), pause=1.0,
-                                hypervisor_uris=hypervisor_uris())
+                                hypervisor_uris=hypervisor_uris(),
+                                ovn_sb_connection=options.ovn_sb)
         trip = evacuation.round_trip()
         answering = vm.ip in readiness.answering([vm.ip], AGENT["udp_echo_port"])
         server = nova.server(vm.id)

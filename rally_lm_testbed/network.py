@@ -11,6 +11,9 @@ EXTERNAL_BRIDGE = "br-ext"
 MGMT_DEV = "mgmt0"
 TENANT_DEV = "tenant0"
 EXTERNAL_DEV = "ext0"
+#: The tenant wire carries ML2/OVN's Geneve tunnels: room for their 58 bytes
+#: around a guest's 1500 (the fabric's side of every chassis' link).
+TENANT_WIRE_MTU = 1600
 
 
 def _uplink(ns: str, short: str, bridge: str, dev: str, prefix: str) -> None:
@@ -33,8 +36,11 @@ def configure() -> None:
         _uplink(host.netns, host.name, MGMT_BRIDGE, MGMT_DEV, "m")
         netns.add_address(MGMT_DEV, f"{host.ip}/24", host.netns)
     for host in (*layout.COMPUTES, layout.NETWORK_NODE):
-        # Unaddressed: the linuxbridge agent puts it into the network's bridge.
+        # Unaddressed: the linuxbridge agent puts it into the network's bridge
+        # (with ML2/OVN, Open vSwitch's br-phy, which holds the tunnel address).
         _uplink(host.netns, host.name, TENANT_BRIDGE, TENANT_DEV, "t")
+        netns.run(["ip", "link", "set", f"t-{host.name}", "mtu", str(TENANT_WIRE_MTU)],
+                  netns=layout.FABRIC)
     _uplink(layout.NETWORK_NODE.netns, layout.NETWORK_NODE.name, EXTERNAL_BRIDGE,
             EXTERNAL_DEV, "e")
     netns.add_netns(layout.PROBE)

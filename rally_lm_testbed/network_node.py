@@ -1,4 +1,5 @@
-"""The network node: Neutron's L3 agent and a linuxbridge agent, in the ``net`` host.
+"""The network node: Neutron's L3 agent and a linuxbridge agent, in the ``net`` host
+(with ML2/OVN: OVN's gateway chassis instead, see ``ovn``).
 
 It carries the router between the tenant network and the external network
 where floating IPs live (legacy, non-HA routing; one qrouter namespace per
@@ -8,11 +9,13 @@ never sees it). Lifecycle as the other services: configure, start, stop.
 
 from __future__ import annotations
 
-from rally_lm_testbed import config, hosts, layout, network
+from rally_lm_testbed import config, hosts, layout, network, ovn
 from rally_lm_testbed.layout import NETWORK_NODE as NET
 
 
-def daemons() -> list[str]:
+def daemons(network_backend: str = "linuxbridge") -> list[str]:
+    if network_backend == "ovn":
+        return ovn.daemons_chassis(NET)
     return ["net-linuxbridge-agent", "net-l3-agent"]
 
 
@@ -46,12 +49,18 @@ def start() -> None:
         "--config-file", "/etc/neutron/l3_agent.ini"])
 
 
-def up(log=print) -> None:
+def up(network_backend: str = "linuxbridge", log=print) -> None:
+    if network_backend == "ovn":
+        log("net: OVN gateway chassis (external network on br-ex)")
+        ovn.chassis_configure(NET)
+        ovn.chassis_start(NET)
+        return
     log("net: linuxbridge agent, L3 agent")
     configure()
     start()
 
 
 def stop_all() -> None:
-    for daemon in reversed(daemons()):
-        hosts.stop(daemon)
+    for backend in layout.NETWORK_BACKENDS:
+        for daemon in reversed(daemons(backend)):
+            hosts.stop(daemon)

@@ -23,10 +23,12 @@ from rally_lm_testbed import (
     netns,
     network,
     network_node,
+    ovn,
     policy,
 )
 
-DEFAULT_MODE = {"storage": "local", "tunnelled": "off", "policy": policy.Policy().to_dict()}
+DEFAULT_MODE = {"storage": "local", "tunnelled": "off", "policy": policy.Policy().to_dict(),
+                "network": layout.NETWORK_BACKENDS[0]}
 
 
 def log(message: str) -> None:
@@ -61,11 +63,14 @@ def bootstrap(step: str, *args: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def preflight() -> None:
+def preflight(network_backend: str = "linuxbridge") -> None:
     netns.require_root("rally-lm testbed")
-    missing = [tool for tool in ("libvirtd", "nova-compute", "neutron-server", "mariadbd",
-                                 "uwsgi", "bindfs", "genisoimage", "busybox", "ceph-mon",
-                                 "cinder-volume", "neutron-l3-agent", "mmdebstrap", "tcpdump")
+    tools = ["libvirtd", "nova-compute", "neutron-server", "mariadbd", "uwsgi", "bindfs",
+             "genisoimage", "busybox", "ceph-mon", "cinder-volume", "neutron-l3-agent",
+             "mmdebstrap", "tcpdump"]
+    if network_backend == "ovn":
+        tools += ["ovsdb-server", "ovs-vswitchd", "ovn-northd", "ovn-controller"]
+    missing = [tool for tool in tools
                if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
     if missing:
         raise RuntimeError(f"testbed packages missing ({', '.join(missing)}): run "
@@ -77,27 +82,43 @@ def preflight() -> None:
                            "install QEMU 10 from bookworm-backports (tools/install-system-deps.sh)")
 
 
-def all_daemons() -> list[str]:
-    return (ceph.daemons() + controller.DAEMONS
-            + [d for h in layout.COMPUTES for d in compute.daemons(h)]
-            + network_node.daemons())
+def all_daemons(network_backend: str | None = None) -> list[str]:
+    """Every daemon of the testbed with this network backend (by default, its own)."""
+    backend = network_backend or read_mode()["network"]
+    return (ceph.daemons() + controller.daemons(backend)
+            + [d for h in layout.COMPUTES for d in compute.daemons(h, backend)]
+            + network_node.daemons(backend))
 
 
 def is_up() -> bool:
     return all(hosts.running_pid(d) for d in all_daemons())
 
 
-def up() -> float:
-    """Bring everything up; returns seconds taken. Changes nothing if already up."""
-    preflight()
+def up(network_backend: str | None = None) -> float:
+    """Bring everything up; returns seconds taken. Changes nothing if already up.
+
+    ``network_backend`` (linuxbridge or ovn; default: the last one, else
+    linuxbridge) is chosen here only: another one needs ``down`` first.
+    """
+    if network_backend is not None and network_backend not in layout.NETWORK_BACKENDS:
+        raise ValueError(f"network backend must be one of {', '.join(layout.NETWORK_BACKENDS)}")
+    mode = read_mode()
+    running = any(hosts.running_pid(d) for b in layout.NETWORK_BACKENDS
+                  for d in all_daemons(b))
+    if running and network_backend not in (None, mode["network"]):
+        raise RuntimeError(f"the testbed runs with network {mode['network']}: "
+                           f"`rally-lm testbed down` first, then `up --network "
+                           f"{network_backend}`")
+    backend = network_backend or mode["network"]
+    preflight(backend)
     started = time.monotonic()
     if is_up():
         log("already up")
         return 0.0
-    if not any(hosts.running_pid(d) for d in all_daemons()):
+    if not running:
         # Nothing of ours runs: clear leftovers of a killed run first.
         down(quiet=True)
-    mode = read_mode()
+    mode = {**read_mode(), "network": backend}
     write_mode(mode)
     if cgroups.configure():
         log(f"cpu shares: {cgroups.shares()} (cgroup v1: guests cannot starve the rest)")
@@ -117,10 +138,12 @@ def up() -> float:
         cloud_build = builder.submit(cloud_image.build, log=log)
         ceph_seconds = ceph.up((layout.CONTROLLER, *layout.COMPUTES), log=log)
         policy.tls_certificates()
-        controller.up(after_keystone=lambda: bootstrap("register"), log=log)
+        controller.up(after_keystone=lambda: bootstrap("register"), network=backend, log=log)
         for host in layout.COMPUTES:
             compute.up(host, mode, log=log)
-        network_node.up(log=log)
+        network_node.up(backend, log=log)
+        if backend == "ovn":
+            log(f"  OVN chassis settings Neutron reads: {ovn.mirror_chassis_config()}")
         migration_policy = policy.Policy.from_dict(mode.get("policy"))
         for host in layout.COMPUTES:
             policy.shape_link(host, migration_policy.link_mbit)
@@ -135,19 +158,20 @@ def up() -> float:
             log("waiting for the cloud image's build")
         cloud = cloud_build.result()
     log(f"  {bootstrap('cloud-image', str(cloud.path))}")
-    log(f"  {bootstrap('network')}")
+    log(f"  {bootstrap('network', backend)}")
     log(f"  rally-lm-runs quotas {bootstrap('rally-quotas')}")
     elapsed = time.monotonic() - started
     log(f"up in {elapsed:.0f}s, Ceph healthy after {ceph_seconds:.0f}s "
         f"(mode: storage={mode['storage']} tunnelled={mode['tunnelled']} "
-        f"policy={migration_policy.name()})")
+        f"policy={migration_policy.name()} network={backend})")
     return elapsed
 
 
 def wait_computes(since: float | None = None) -> None:
     """Until Nova lists both computes up (with ``since``: reporting after that moment)."""
     try:
-        log(f"  {bootstrap('wait-computes', *([repr(since)] if since is not None else []))}")
+        since_arg = [repr(since)] if since is not None else []
+        log(f"  {bootstrap('wait-computes', read_mode()['network'], *since_arg)}")
     except RuntimeError as exc:
         dead = [d for d in all_daemons() if not hosts.running_pid(d)]
         details = "".join(f"\n--- {d} ---\n{hosts.tail(hosts.log_file(d))}" for d in dead)
@@ -157,7 +181,7 @@ def wait_computes(since: float | None = None) -> None:
 def down(quiet: bool = False) -> None:
     """Stop everything and remove every namespace, mount and state of the testbed."""
     netns.require_root("rally-lm testbed")
-    network_node.stop_all()
+    network_node.stop_all()  # every backend's daemons: whichever ran
     for host in layout.COMPUTES:
         compute.stop_all(host)
     controller.stop_all()
@@ -182,17 +206,17 @@ def set_mode(storage: str | None, tunnelled: str | None,
     current values; ``reset_policy`` starts from Nova's defaults instead).
     Refused before anything changes when Nova would refuse the result.
     """
-    preflight()
+    mode = read_mode()
+    preflight(mode["network"])
     if not is_up():
         raise RuntimeError("the testbed is not up: run `rally-lm testbed up` first")
-    mode = read_mode()
     current = policy.Policy() if reset_policy else policy.Policy.from_dict(mode.get("policy"))
     try:
         wanted = dataclasses.replace(current, **(policy_changes or {}))
     except TypeError as exc:
         raise RuntimeError(f"unknown policy setting: {exc}") from exc
     new = {"storage": storage or mode["storage"], "tunnelled": tunnelled or mode["tunnelled"],
-           "policy": wanted.to_dict()}
+           "policy": wanted.to_dict(), "network": mode["network"]}
     problems = wanted.problems(new["tunnelled"] == "on")
     if problems:
         raise RuntimeError("; ".join(problems))
@@ -221,7 +245,9 @@ def set_mode(storage: str | None, tunnelled: str | None,
 
 def _computes_as_configured(wanted: policy.Policy) -> bool:
     """Every compute daemon running, and each migration link shaped as the policy says."""
-    running = all(hosts.running_pid(d) for h in layout.COMPUTES for d in compute.daemons(h))
+    backend = read_mode()["network"]
+    running = all(hosts.running_pid(d) for h in layout.COMPUTES
+                  for d in compute.daemons(h, backend))
     return running and all(policy.link_shaped_as(h, wanted.link_mbit) for h in layout.COMPUTES)
 
 
@@ -234,9 +260,9 @@ def _restart_computes(mode: dict) -> float:
     for host in layout.COMPUTES:
         compute.storage_apply(host, mode["storage"])
         compute.nova_compute_configure(host, mode["tunnelled"] == "on", mode["storage"],
-                                       migration_policy)
+                                       migration_policy, mode["network"])
         policy.shape_link(host, migration_policy.link_mbit)
-        compute.services_start(host)
+        compute.services_start(host, mode["network"])
     return stopped
 
 
@@ -252,6 +278,7 @@ def status() -> dict:
     return {
         "up": all(daemons.values()),
         "mode": read_mode(),
+        "network": read_mode()["network"],
         "services": daemons,
         "guests": {h.name: guests_on(h) for h in layout.COMPUTES},
         "policy": policy.Policy.from_dict(read_mode().get("policy")).name(),

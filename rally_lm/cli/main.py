@@ -102,6 +102,9 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("action", choices=["up", "down", "status", "env", "mode", "run-task"])
     parser.add_argument("args_file", nargs="?", metavar="ARGS_FILE",
                         help="run-task: a task args file (task_templates/args/testbed-*.yaml)")
+    parser.add_argument("--network", choices=["linuxbridge", "ovn"],
+                        help="up: Neutron's mechanism driver (default linuxbridge, or the "
+                             "last one; another needs `down` first)")
     parser.add_argument("--storage", choices=["local", "shared", "ceph"], help="mode: storage")
     parser.add_argument("--tunnelled", choices=["on", "off"], help="mode: tunnelling")
     policy = parser.add_argument_group(

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from rally_lm.clients.nova import NovaError
-from rally_lm.migration import hypervisor, phases
+from rally_lm.migration import hypervisor, phases, sdn
 from rally_lm.migration.driver import (
     MigrationDriver,
     MigrationFinished,
@@ -210,6 +210,7 @@ class Evacuation:
         hypervisor_uris: dict[str, str] | None = None,
         timer: Callable[[str], Any] | None = None,
         progress: Callable[[MigrationRecord, dict[str, Any]], None] | None = None,
+        ovn_sb_connection: str | None = None,
     ) -> None:
         if source == target:
             raise ValueError("source and target host are the same")
@@ -223,6 +224,8 @@ class Evacuation:
         self.hypervisor_uris = hypervisor_uris or {}
         self.timer = timer or (lambda _name: contextlib.nullcontext())
         self.progress = progress
+        #: OVN's southbound database (``tcp:host:6642``): the port bindings' view.
+        self.ovn_sb_connection = ovn_sb_connection
         #: The round trip under way: readable even if round_trip() raised.
         self.trip = RoundTrip()
         self._udp: DowntimeProbe | None = None
@@ -251,6 +254,8 @@ class Evacuation:
                      for host, uri in self.hypervisor_uris.items()
                      if host in (self.source, self.target)}
         self._listeners = listeners
+        southbound = sdn.SouthboundListener(self.ovn_sb_connection).start() \
+            if self.ovn_sb_connection else None
         try:
             for direction, src, dst in (("out", self.source, self.target),
                                         ("back", self.target, self.source)):
@@ -269,7 +274,13 @@ class Evacuation:
                 events += listener.stop()
                 if listener.error:
                     trip.errors.append(listener.error)
-            self._measure(trip, results, events)
+            port_events: list[sdn.PortEvent] | None = None
+            if southbound is not None:
+                port_events = southbound.stop()
+                if southbound.error:
+                    trip.errors.append(southbound.error)
+                    port_events = None
+            self._measure(trip, results, events, port_events)
             trip.api_requests = dict(collections.Counter(self.driver.adapter.requests) - asked)
             trip.host_load = load.stop().to_dict()
         return trip
@@ -561,7 +572,8 @@ class Evacuation:
     # -- measurements -----------------------------------------------------------------
 
     def _measure(self, trip: RoundTrip, results: _ProbeResults,
-                 events: list[hypervisor.DomainEvent]) -> None:
+                 events: list[hypervisor.DomainEvent],
+                 port_events: list[sdn.PortEvent] | None = None) -> None:
         ip_of = {vm.id: vm.ip for vm in self.vms}
         instance_of = {vm.id: vm.instance_name for vm in self.vms}
         analysed = {ip: find_disruptions(t) for ip, t in results.udp.items()}
@@ -571,6 +583,7 @@ class Evacuation:
             try:
                 self._measure_one(record, ip_of[record.server_id],
                                   instance_of[record.server_id], results, analysed, events)
+                self._network_share(record, port_events, results.clock)
             except Exception as exc:  # noqa: BLE001 - one migration's measurement failed
                 record.measurements.setdefault("network", {})["error"] = (
                     f"measuring failed: {type(exc).__name__}: {exc}")
@@ -647,6 +660,37 @@ class Evacuation:
             e.to_dict() for e in phases.build(record, results.clock, libvirt,
                                               network.get("anatomy"),
                                               self.driver.policy.poll_interval)]
+
+    def _network_share(self, record: MigrationRecord, events: list[sdn.PortEvent] | None,
+                       clock: ProbeClock) -> None:
+        """The network's share of the outage: from the guest's resume (libvirt) to the
+        first request through (the probe); with OVN's southbound view (``events``), its
+        steps for this VM's port on the timeline and the one that ended that share."""
+        mine: list[sdn.PortEvent] = []
+        if events is not None:
+            vm = next(v for v in self.vms if v.id == record.server_id)
+            mine = sdn.port_events(events, vm.fixed_ip or vm.ip, record.started_at - 1.0,
+                                   record.finished_at + 1.0)
+            record.measurements["sdn_events"] = [e.to_dict() for e in mine]
+            origin = record.window[0]
+            timeline = record.measurements.setdefault("timeline", [])
+            timeline += [phases.PhaseEvent(clock.to_monotonic(e.wall) - origin, "ovn", e.kind,
+                                           e.chassis, resolution_ms=1.0,
+                                           detail=e.detail or None).to_dict() for e in mine]
+            timeline.sort(key=lambda e: e["t"])
+        if "anatomy" not in record.measurements.get("network", {}):
+            return
+        anatomy = record.measurements.get("network", {}).get("anatomy", {})
+        resumed = phases.hypervisor_pause(
+            [hypervisor.DomainEvent.from_dict(e)
+             for e in record.measurements.get("libvirt_events", [])],
+            record.source, record.target)[1]
+        through = anatomy.get("first_through")
+        found = sdn.attribute(mine, resumed,
+                              clock.to_wall(through) if through is not None else None,
+                              slack=anatomy.get("resolution_ms", 0.0) / 1000.0)
+        if found is not None:
+            record.measurements["network"]["sdn"] = found
 
     def _fixed_ip_of(self, server_id: str) -> str | None:
         """The fixed IP probed beside a floating one, if that was asked."""

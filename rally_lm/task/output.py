@@ -18,6 +18,12 @@ MIGRATION_COLUMNS. Definitions (docs/measurement.md):
 * ``network_downtime_ms`` - the whole outage: first request not answered on
   time to the first one answered on time again (client downtime + tail).
 * ``hypervisor_*`` - libvirt's completed-job statistics (``hypervisor_uris``).
+* ``network_share_ms`` - with ``ovn_sb_connection``: from the guest's resume
+  on the destination (libvirt's event) to the first request through (the
+  probe), requests the network lost after the guest ran; ``network_ended_by``
+  - the OVN step that let them through (``activated``: the guest's RARP
+  unblocked the destination's port; ``moved``: Neutron activated the
+  destination's binding), from OVN's southbound database (rally_lm.migration.sdn).
 * ``copy_mode`` - how the copy ended, from libvirt's events: ``pre-copy``,
   ``post-copy`` (``postcopy_ms``: from the switch until the source's job
   completed) or ``paused`` (forced to complete without post-copy);

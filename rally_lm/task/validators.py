@@ -8,11 +8,14 @@ more than one argument at once.
 
 from __future__ import annotations
 
+import subprocess
+
 from rally.common import validation
 
 from rally_lm.clients import hosts
 from rally_lm.clients.nova import MICROVERSION, MIN_MICROVERSION, NovaAdapter, NovaError
 from rally_lm.export.influx import ExportConfigError, InfluxSettings
+from rally_lm.migration import sdn
 from rally_lm.task.contexts.nova.lm_workload import LiveMigrationWorkload, dirty_rates
 
 #: A dirtier's working set may use at most this share of the guest's RAM
@@ -277,6 +280,34 @@ class LabelsValidator(validation.Validator):
                           f"(\"{word}\") - YAML reads an unquoted on/off/yes/no as a boolean")
             if not isinstance(value, str) or not value:
                 self.fail(f"label {key!r} must be a non-empty string, not {value!r}")
+
+
+@validation.configure(name="lm_network_view")
+class NetworkViewValidator(validation.Validator):
+    """OVN's southbound database answers where ``ovn_sb_connection`` says (before any
+    VM boots): ovsdb-client is installed here and reads its chassis.
+
+    :param param_name: scenario argument naming the southbound database
+    """
+
+    def __init__(self, param_name: str = "ovn_sb_connection") -> None:
+        super().__init__()
+        self.param_name = param_name
+
+    def validate(self, context, config, plugin_cls, plugin_cfg):
+        remote = config.get("args", {}).get(self.param_name)
+        if not remote:
+            return
+        listener = sdn.SouthboundListener(remote)
+        try:
+            chassis = listener.chassis_names()
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            self.fail(f"{self.param_name} {remote}: {exc}")
+        if listener.error:
+            self.fail(f"{self.param_name}: {listener.error}")
+        if not chassis:
+            self.fail(f"{self.param_name} {remote}: OVN's southbound database lists no "
+                      "chassis: is it this cloud's?")
 
 
 @validation.configure(name="lm_influx")

@@ -58,7 +58,7 @@ def test_up_from_nothing_answers_and_registers_both_computes(testbed_up):
     status = testbed.status()
     assert status["up"], status["services"]
     assert sorted(status["guests"]) == ["hv1", "hv2"]
-    out = testbed.bootstrap("wait-computes")
+    out = testbed.bootstrap("wait-computes", testbed.read_mode()["network"])
     assert out["computes_up"] == ["hv1", "hv2"] and out["agents_alive"] == ["hv1", "hv2"]
     # The project Rally's tasks run in has room for leaks (read back from each API).
     assert testbed.bootstrap("rally-quotas") == layout.RALLY_QUOTAS
@@ -420,13 +420,15 @@ def test_unknown_host_is_rejected_before_anything_is_created(testbed_up):
     assert after == before == []
 
 
-@pytest.mark.last  # every later module would need the testbed up again (~2.5 min)
+# Last: every later module would need the testbed up again (~2.5 min). It runs
+# after test_ovn's (also last, collected before it): OVN's daemons go too.
+@pytest.mark.last
 def test_down_leaves_nothing(testbed_up):
     testbed.down()
     assert not [ns for ns in netns.list_netns() if ns.startswith(layout.PREFIX)]
     assert not any(hosts.running_pid(d) for d in all_daemons())
     assert str(layout.STATE) not in Path("/proc/self/mountinfo").read_text()
     leftovers = subprocess.run(["pgrep", "-f", "nova-|neutron-|cinder-|ceph-|libvirtd|mariadbd|"
-                                "beam.smp|ns-metadata-proxy"],
+                                "beam.smp|ns-metadata-proxy|ovsdb-server|ovs-vswitchd|ovn-"],
                                capture_output=True, text=True).stdout.split()
     assert leftovers == [], leftovers

@@ -267,7 +267,7 @@ def test_destination_libvirtd_killed_mid_migration():
     def repair():
         faults.restart_libvirtd(HV2)
         faults.restart_nova_compute(HV2)
-        testbed.bootstrap("wait-computes")
+        testbed.bootstrap("wait-computes", testbed.read_mode()["network"])
 
     injector = Injector(lambda _d: faults.crash("hv2-libvirtd"), repair)
     rows, _uuid = run_faulty_task("dest_libvirtd_killed", injector, vm_count=1,

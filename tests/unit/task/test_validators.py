@@ -262,3 +262,16 @@ def test_hook_influx_url_pattern(url, ok):
 
     valid = jsonschema.Draft7Validator(INFLUX_SCHEMA).is_valid({"url": url})
     assert valid is ok
+
+
+def test_an_unreadable_ovn_southbound_database_is_refused_before_a_run(tmp_path):
+    from rally_lm.task.validators import NetworkViewValidator
+
+    remote = f"unix:{tmp_path}/no-such.sock"
+    with pytest.raises(validation.ValidationError) as error:
+        NetworkViewValidator().validate({}, {"args": {"ovn_sb_connection": remote}}, None, None)
+    # Whether ovsdb-client is missing here or cannot connect, the user is told which.
+    assert "ovn_sb_connection" in str(error.value)
+    assert remote in str(error.value) or "ovsdb-client is not installed" in str(error.value)
+    # Without the argument there is nothing to check.
+    NetworkViewValidator().validate({}, {"args": {}}, None, None)

@@ -30,6 +30,8 @@ LOG = logging.getLogger(__name__)
 BlockMigration = Literal["auto"] | bool
 Seconds = Annotated[float, Field(gt=0, le=86400)]
 Observer = Literal["adaptive", "minimal"]
+#: An OVSDB remote, as ovsdb-client takes it.
+OvsdbRemote = Annotated[str, Field(pattern=r"^(tcp|ssl):\S+:\d+$|^unix:/\S+$")]
 
 #: The task labels every InfluxDB point carries as tags (the dashboard's variables).
 EXPORTED_LABELS = ("storage", "tunnelling", "policy", "network")
@@ -92,7 +94,7 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
                     tcp_rate_bytes, status_grace, hypervisor_uris, icmp_probe=True,
                     dirty_rate_seconds=1, compare_fixed_ip=False,
                     job_interval=0.5, nova_completion_timeout=800.0,
-                    observer="adaptive") -> Evacuation:
+                    observer="adaptive", ovn_sb_connection=None) -> Evacuation:
         workload = self.context["lm_workload"]
         adapter = NovaAdapter(self.admin_clients("nova", version=MICROVERSION))
         # Atomic actions are per scenario instance: not shareable between threads.
@@ -115,7 +117,8 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
                           compare_fixed=compare_fixed_ip, job_interval=job_interval),
             max_parallel=max_parallel, pause=pause_between_directions,
             hypervisor_uris=hypervisor_uris, timer=self._timer,
-            progress=lambda record, provisional: LOG.info(progress_line(record, provisional)))
+            progress=lambda record, provisional: LOG.info(progress_line(record, provisional)),
+            ovn_sb_connection=ovn_sb_connection if observer != "minimal" else None)
 
     def _run_round_trip(self, evacuation: Evacuation, labels: dict, config: dict,
                         influx: dict | None = None) -> None:
@@ -226,6 +229,7 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
 @validation.add("lm_offline")
 @validation.add("lm_labels")
 @validation.add("lm_influx")
+@validation.add("lm_network_view")
 @scenario.configure(name="LiveMigration.evacuate_host", platform="openstack")
 class EvacuateHost(_LiveMigrationBase):
 
@@ -245,6 +249,7 @@ class EvacuateHost(_LiveMigrationBase):
             nova_completion_timeout: Annotated[float, Field(ge=0, le=86400)] = 800,
             observer: Observer = "adaptive",
             hypervisor_uris: dict[str, str] | None = None,
+            ovn_sb_connection: OvsdbRemote | None = None,
             labels: dict[str, str] | None = None,
             influx: InfluxConfig | None = None) -> None:
         """Live-migrate every workload VM to another host and back (one round trip).
@@ -283,6 +288,12 @@ class EvacuateHost(_LiveMigrationBase):
             it, with nobody calling the abort API, is Nova's timeout abort
         :param hypervisor_uris: compute host -> libvirt URI, to read the
             hypervisor's statistics and events (e.g. {"hv1": "qemu+ssh://root@hv1/system"})
+        :param ovn_sb_connection: with ML2/OVN, OVN's southbound database
+            (e.g. "tcp:ovn-central:6642"; ssl: needs ovsdb-client's certificate
+            options in OVN_SB_CLIENT_ARGS): each VM port's binding steps go on
+            the timeline, and the network's share of the outage is named by
+            the step that ended it (needs ovsdb-client, and hypervisor_uris
+            for the guest's resume)
         :param observer: how the migrations are followed. "adaptive" (default):
             Nova's migration record, looked at every 3 s and every 0.25 s once
             libvirt or the probe say the copy is over (docs/measurement.md);
@@ -298,7 +309,8 @@ class EvacuateHost(_LiveMigrationBase):
             self._vms(), source_host, target_host, block_migration, max_parallel,
             migration_timeout, on_timeout, pause_between_directions, probe_interval,
             tcp_rate_bytes, status_grace, hypervisor_uris, icmp_probe, dirty_rate_seconds,
-            compare_fixed_ip, job_interval, nova_completion_timeout, observer)
+            compare_fixed_ip, job_interval, nova_completion_timeout, observer,
+            ovn_sb_connection)
         self._run_round_trip(evacuation, labels or {}, {
             "block_migration": block_migration, "max_parallel": max_parallel,
             "migration_timeout": migration_timeout, "on_timeout": on_timeout,

@@ -1,0 +1,288 @@
+"""The network's own account of a migration: OVN's southbound database.
+
+With ML2/OVN a live migration moves the VM's port between chassis in steps
+the southbound database records on the port's ``Port_Binding`` row:
+
+=============  =========================================================  ==============
+event          what happened                                              who writes it
+=============  =========================================================  ==============
+``claimed``    the destination chassis bound the port as an additional    ovn-controller
+               chassis (the tap was plugged there, before the copy)       (destination)
+``requested``  ``requested-chassis`` / ``activation-strategy`` set (or    Neutron
+               cleared): the port may live on both chassis, blocked at
+               the destination until the guest announces itself there
+``activated``  ``additional-chassis-activated``: the guest's RARP reached  ovn-controller
+               the destination and unblocked the port there               (destination)
+``moved``      the port's main chassis changed (Neutron activated the     ovn-controller
+               destination's binding after the migration)
+``released``   the additional chassis cleared                             ovn-controller
+``up``         ``up`` turned true / false (flows installed / removed)     ovn-controller
+=============  =========================================================  ==============
+
+:class:`SouthboundListener` follows those rows while a round trip runs, with
+``ovsdb-client monitor`` (Open vSwitch's own client: ``openvswitch-common``
+on the Rally host, and read access to the southbound database, e.g.
+``tcp:ovn-central:6642`` or ``ssl:...`` with ``ovsdb-client``'s certificate
+options in ``OVN_SB_CLIENT_ARGS``). Each update is stamped when it arrives, on
+this machine's clock: within a few milliseconds of the database's commit on
+a local network, like libvirt's events through virsh. Ports are matched to a
+VM by its fixed IP, which the row's ``mac`` column carries.
+
+No Rally imports: the measurement core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+EVENT_KINDS = ("claimed", "requested", "activated", "moved", "released", "up", "down")
+#: What the listener asks of each Port_Binding row.
+COLUMNS = ("logical_port", "mac", "chassis", "additional_chassis", "options", "up")
+#: Options whose changes are events.
+_WATCHED_OPTIONS = ("requested-chassis", "activation-strategy", "additional-chassis-activated")
+
+
+@dataclasses.dataclass
+class PortEvent:
+    """One change of a port's binding, as the southbound database recorded it."""
+
+    #: When the update reached this machine (its wall clock).
+    wall: float
+    port: str
+    #: The row's ``mac`` column: "MAC IP...", how a VM's port is found.
+    addresses: str
+    kind: str
+    #: The chassis concerned (claimed, activated, moved to), if any.
+    chassis: str | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PortEvent:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    def addresses_ip(self, ip: str) -> bool:
+        return ip in self.addresses.split()[1:]
+
+
+def _atom(value: Any) -> Any:
+    """OVSDB JSON: ["uuid", u], ["set", [...]], ["map", [[k, v], ...]] or a scalar."""
+    if isinstance(value, list) and len(value) == 2:
+        kind, body = value
+        if kind == "uuid":
+            return body
+        if kind == "set":
+            return [_atom(v) for v in body]
+        if kind == "map":
+            return {k: _atom(v) for k, v in body}
+    return value
+
+
+def _chassis_list(value: Any) -> list[str]:
+    value = _atom(value)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+class PortTable:
+    """The rows seen so far, and the events their updates make (``update()``).
+
+    ``chassis_names`` maps a Chassis row's UUID to its name (a Port_Binding
+    names its chassis by reference); unknown UUIDs stay UUIDs.
+    """
+
+    def __init__(self, chassis_names: dict[str, str] | None = None) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.chassis_names = dict(chassis_names or {})
+
+    def _name(self, uuid: str | None) -> str | None:
+        return None if uuid is None else self.chassis_names.get(uuid, uuid)
+
+    def update(self, line: str, wall: float) -> list[PortEvent]:
+        """One ``ovsdb-client --format=json monitor`` line: the events it holds.
+
+        A modified row comes as an "old" entry (only the changed columns) and a
+        "new" one (every column); "initial" rows are state, not events.
+        """
+        try:
+            table = json.loads(line)
+        except ValueError:
+            return []
+        if not isinstance(table, dict) or "data" not in table:
+            return []
+        headings = table.get("headings", [])
+        events: list[PortEvent] = []
+        current_uuid = ""
+        for raw in table["data"]:
+            entry = dict(zip(headings, raw, strict=False))
+            action = entry.get("action")
+            uuid = entry.get("row") or current_uuid
+            current_uuid = uuid
+            if action in ("old", "delete"):
+                continue
+            new = {column: _atom(entry.get(column)) for column in COLUMNS}
+            old = self.rows.get(uuid)
+            self.rows[uuid] = new
+            if action == "initial" or old is None:
+                continue
+            events += self._diff(old, new, wall)
+        return events
+
+    def _diff(self, old: dict, new: dict, wall: float) -> list[PortEvent]:
+        port, addresses = new["logical_port"] or "", new["mac"] or ""
+        found: list[PortEvent] = []
+
+        def add(kind: str, chassis: str | None = None, detail: str = "") -> None:
+            found.append(PortEvent(wall, port, addresses, kind, chassis, detail))
+
+        old_extra = {self._name(c) for c in _chassis_list(old["additional_chassis"])}
+        new_extra = {self._name(c) for c in _chassis_list(new["additional_chassis"])}
+        for chassis in sorted(new_extra - old_extra):
+            add("claimed", chassis)
+        old_options, new_options = old["options"] or {}, new["options"] or {}
+        changed = {k for k in _WATCHED_OPTIONS if old_options.get(k) != new_options.get(k)}
+        if "additional-chassis-activated" in changed and \
+                new_options.get("additional-chassis-activated"):
+            activated = new_options["additional-chassis-activated"].split(",")[-1]
+            add("activated", activated, f"additional-chassis-activated={activated}")
+        requested = sorted(changed - {"additional-chassis-activated"})
+        if requested:
+            add("requested", None, ", ".join(
+                f"{k}={new_options.get(k, '(none)')}" for k in requested))
+        old_main, new_main = self._name(old["chassis"]), self._name(new["chassis"])
+        if old_main != new_main and new_main is not None:
+            add("moved", new_main, f"from {old_main or '(none)'}")
+        for chassis in sorted(old_extra - new_extra):
+            add("released", chassis)
+        if bool(old["up"]) != bool(new["up"]) and new["up"] is not None:
+            add("up" if new["up"] else "down", new_main)
+        return found
+
+
+def port_events(events: Iterable[PortEvent], ip: str, start_wall: float,
+                end_wall: float) -> list[PortEvent]:
+    """The events of the port holding ``ip`` between two wall times, in order."""
+    return sorted((e for e in events if e.addresses_ip(ip) and start_wall <= e.wall <= end_wall),
+                  key=lambda e: e.wall)
+
+
+class SouthboundListener:
+    """Every Port_Binding change while it runs (``ovsdb-client monitor``, JSON lines)."""
+
+    def __init__(self, remote: str) -> None:
+        self.remote = remote
+        self.table = PortTable()
+        self._events: list[PortEvent] = []
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def _client(self) -> list[str] | None:
+        client = shutil.which("ovsdb-client")
+        if client is None:
+            self.error = "ovsdb-client is not installed (openvswitch-common)"
+            return None
+        # stdbuf: ovsdb-client writes through stdio, fully buffered into a pipe.
+        stdbuf = shutil.which("stdbuf")
+        extra = shlex.split(os.environ.get("OVN_SB_CLIENT_ARGS", ""))
+        return [*([stdbuf, "-oL"] if stdbuf else []), client, *extra]
+
+    def chassis_names(self, timeout: float = 10.0) -> dict[str, str]:
+        """Chassis UUID -> name, read once (``ovsdb-client transact``, a select)."""
+        client = self._client()
+        if client is None:
+            return {}
+        query = json.dumps(["OVN_Southbound", {"op": "select", "table": "Chassis",
+                                                "where": [], "columns": ["_uuid", "name"]}])
+        proc = subprocess.run([*client, "transact", self.remote, query], capture_output=True,
+                              text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise OSError(f"ovsdb-client transact {self.remote}: "
+                          f"{proc.stderr.strip()[-300:] or proc.returncode}")
+        rows = json.loads(proc.stdout)[0].get("rows", [])
+        return {_atom(r["_uuid"]): r["name"] for r in rows}
+
+    def start(self) -> SouthboundListener:
+        client = self._client()
+        if client is None:
+            return self
+        try:
+            self.table.chassis_names = self.chassis_names()
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            self.error = f"OVN southbound database not readable: {exc}"
+            return self
+        self._proc = subprocess.Popen(
+            [*client, "--format=json", "monitor", self.remote, "OVN_Southbound",
+             "Port_Binding", ",".join(COLUMNS)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._thread = threading.Thread(target=self._read, name="ovn-sb-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            wall = time.time()
+            found = self.table.update(line, wall)
+            if found:
+                with self._lock:
+                    self._events += found
+
+    def events(self) -> list[PortEvent]:
+        with self._lock:
+            return list(self._events)
+
+    def stop(self) -> list[PortEvent]:
+        if self._proc is not None:
+            exited_early = self._proc.poll() is not None
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            err = self._proc.stderr.read() if self._proc.stderr else ""
+            if exited_early:
+                self.error = (f"ovsdb-client monitor {self.remote} stopped early: "
+                              f"{err.strip()[-300:] or 'no reason given'}")
+        return self.events()
+
+
+def attribute(events: list[PortEvent], resumed_wall: float | None,
+              first_through_wall: float | None, slack: float = 0.0) -> dict[str, Any] | None:
+    """The network's share of an outage, joined to the event that ended it.
+
+    From the guest's resume on the destination (libvirt's event) to the first
+    request that got through (the probe): requests lost meanwhile were lost
+    by the network. The event named is the last ``activated`` or ``moved``
+    before that first request (within ``slack``, the probe's resolution):
+    what let the traffic through. None when either end is unknown.
+    """
+    if resumed_wall is None or first_through_wall is None:
+        return None
+    enders = [e for e in events if e.kind in ("activated", "moved")
+              and e.wall <= first_through_wall + slack]
+    share = max(0.0, first_through_wall - resumed_wall)
+    found: dict[str, Any] = {"network_share_ms": round(share * 1000.0, 3)}
+    if enders:
+        ender = enders[-1]
+        found.update({"ended_by": f"{ender.kind} {ender.chassis or ''}".strip(),
+                      "ended_by_after_resume_ms": round((ender.wall - resumed_wall) * 1000.0, 3),
+                      "first_through_after_ender_ms": round(
+                          (first_through_wall - ender.wall) * 1000.0, 3)})
+    return found

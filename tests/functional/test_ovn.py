@@ -1,0 +1,105 @@
+"""The testbed on ML2/OVN: Geneve tenant networks, OVN's gateway router, and live
+migration as Neutron Zed does it with OVN (multiple port bindings, RARP activation).
+
+These run after every other test of the session (``last``): they bring the
+testbed up again with ``--network ovn``; ``test_down_leaves_nothing`` then
+takes it down, OVN's daemons included. One guest goes there and back per
+storage mode that matters (Ceph: the seed's shared storage; local: block
+migration), probed by floating IP through OVN's router, with OVN's southbound
+view of its port; then the stock cloud image through the real rally CLI.
+"""
+
+import json
+
+import pytest
+
+from rally_lm_testbed import hosts, layout, ovn, rally_runner, testbed
+from tests.functional.test_real_cloud_path import FLOATING
+from tests.functional.test_testbed import (
+    ARGS,
+    RESULTS,
+    TEMPLATE,
+    migration_check,
+    migrations_of,
+    record,
+)
+
+pytestmark = [pytest.mark.functional, pytest.mark.testbed, pytest.mark.last]
+
+
+@pytest.fixture(scope="module")
+def ovn_testbed(testbed_session):
+    testbed.down(quiet=True)
+    seconds = testbed.up("ovn")
+    record("up_ovn", {"seconds": round(seconds, 1)})
+    return seconds
+
+
+def test_up_with_ovn_runs_a_chassis_per_host_and_patches_nothing_of_the_machine(ovn_testbed):
+    status = testbed.status()
+    assert status["up"] and status["network"] == "ovn", status["services"]
+    assert not any(d.endswith(("linuxbridge-agent", "l3-agent")) for d in status["services"])
+    agents = testbed.bootstrap("wait-computes", "ovn")
+    assert agents["agents_alive"] == ["hv1", "hv2"] and agents["network_node"] == ["net"]
+    for host in layout.COMPUTES:
+        datapath = hosts.host_run(host, ["ovs-vsctl", "get", "Bridge", "br-int",
+                                         "datapath_type"]).stdout.strip()
+        assert datapath == "netdev", (host.name, datapath)
+    # Neutron's patched mechanism driver exists in the controller's namespace only.
+    assert "rally_lm testbed" not in ovn.MECH_DRIVER.read_text()
+    inside = hosts.host_run(layout.CONTROLLER, ["grep", "-c", "rally_lm testbed",
+                                                str(ovn.MECH_DRIVER)]).stdout.strip()
+    assert inside == "1"
+
+
+@pytest.mark.parametrize("storage", ["ceph", "local"])
+def test_a_guest_there_and_back_on_ovn_with_its_ports_steps(ovn_testbed, storage):
+    testbed.set_mode(storage, "off")
+    result = migration_check("--floating", "--ovn-sb", ovn.SB_REMOTE,
+                             "--probe-interval", "0.02")
+    records = result["records"]
+    assert [r["outcome"] for r in records] == ["completed", "completed"], records
+    assert [r["final_host"] for r in records] == ["hv2", "hv1"]
+    assert result["answering_after"] and result["server"]["host"] == "hv1"
+    tcp = result["vms"]["rlm-check"]["tcp"]
+    assert tcp["bytes_lost"] == 0 and tcp["resets"] == 0, tcp
+    figures = []
+    for migration, target in zip(records, ("hv2", "hv1"), strict=True):
+        steps = [(e["kind"], e["chassis"]) for e in migration["measurements"]["sdn_events"]]
+        kinds = [k for k, _ in steps]
+        # Neutron's multiple bindings, OVN's RARP activation, then the move.
+        assert ("claimed", target) in steps and ("activated", target) in steps, steps
+        assert ("moved", target) in steps, steps
+        assert kinds.index("claimed") < kinds.index("activated") < kinds.index("moved"), steps
+        network = migration["measurements"]["network"]
+        assert 0 < network["client_downtime_ms"] < 10_000, network
+        share = network["sdn"]
+        assert share["network_share_ms"] >= 0 and share["ended_by"].split()[0] in (
+            "activated", "moved"), share
+        timeline = [e["source"] for e in migration["measurements"]["timeline"]]
+        assert "ovn" in timeline and "probe" in timeline and "libvirt" in timeline
+        figures.append({"direction": migration["direction"],
+                        "client_downtime_ms": network["client_downtime_ms"],
+                        "pause_ms": network["anatomy"]["pause_ms"],
+                        "hypervisor_downtime_ms":
+                            migration["measurements"]["hypervisor"]["downtime_ms"],
+                        **share, "steps": steps})
+    record(f"ovn_{storage}_off", {"migrations": figures})
+
+
+def test_the_stock_image_on_ovn_through_rally(ovn_testbed):
+    testbed.set_mode("shared", "off")
+    extra = {**FLOATING, "compare_fixed_ip": False, "network_backend": "ovn",
+             "ovn_sb_connection": ovn.SB_REMOTE}
+    run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-cloud-image.yaml", RESULTS,
+                                extra_args=json.dumps(extra))
+    assert run.exit_code == 0, run.log.read_text()[-3000:]
+    assert rally_runner.sla_check(run.uuid).returncode == 0
+    rows = migrations_of(run.json)
+    assert [r["outcome"] for r in rows] == ["completed", "completed"], rows
+    assert all(r["network_ended_by"] for r in rows), rows
+    leftovers = testbed.bootstrap("leftovers")
+    assert leftovers["servers"] == [] and "floating_ips" not in leftovers, leftovers
+    record("rally_stock_image_ovn", {"uuid": run.uuid, "rows": [
+        {k: r[k] for k in ("direction", "client_downtime_ms", "pause_ms", "network_share_ms",
+                           "network_ended_by", "hypervisor_downtime_ms")} for r in rows]})
