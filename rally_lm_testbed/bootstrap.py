@@ -302,12 +302,13 @@ def _flat_network(sess, name: str, physnet: str, cidr: str, gateway: str | None,
 
 
 def _overlay_network(sess, name: str, cidr: str) -> tuple[dict, str]:
-    """A Geneve tenant network (ML2/OVN), shared, with port security: OVN's ACLs
-    carry the security groups."""
+    """A Geneve tenant network (ML2/OVN), shared. Without port security, as the
+    linuxbridge testbed's tenant network: the two backends differ in how they
+    move a port, not in filtering."""
     networks = _get(sess, "network", f"/v2.0/networks?name={name}")["networks"]
     network = networks[0] if networks else _post(sess, "network", "/v2.0/networks", {
-        "network": {"name": name, "shared": True,
-                    "provider:network_type": "geneve"}})["network"]
+        "network": {"name": name, "shared": True, "provider:network_type": "geneve",
+                    "port_security_enabled": False}})["network"]
     subnets = _get(sess, "network", f"/v2.0/subnets?network_id={network['id']}")["subnets"]
     if subnets:
         return network, subnets[0]["id"]
