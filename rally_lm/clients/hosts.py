@@ -17,7 +17,7 @@ import shlex
 import subprocess
 import urllib.parse
 
-from rally_lm.migration.hypervisor import HypervisorStatsError, hostname
+from rally_lm.clients.virsh import HypervisorStatsError, hostname
 
 #: Seconds to wait for a compute's sshd or libvirtd before calling it unreachable.
 CONNECT_TIMEOUT = 10

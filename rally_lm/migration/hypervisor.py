@@ -27,7 +27,9 @@ import threading
 import time
 from typing import Any
 
-from rally_lm.migration import ssh_mux
+from rally_lm.clients import ssh_mux
+from rally_lm.clients.virsh import HypervisorStatsError  # noqa: F401 - its callers'
+from rally_lm.clients.virsh import run as _virsh
 
 #: virsh domjobinfo labels -> our field names (values in ms or bytes), for
 #: libvirt versions without ``--rawstats``.
@@ -80,10 +82,6 @@ def runs_guest(state: str) -> bool:
     return state.split(" ")[0] in ("running", "paused") and not in_transit(state)
 
 
-class HypervisorStatsError(Exception):
-    """libvirt could not be asked, or had nothing to tell about."""
-
-
 def _number(text: str) -> float | int | None:
     try:
         return int(text)
@@ -129,29 +127,6 @@ def summarize(raw: dict[str, float | int]) -> dict[str, Any]:
                                if key in raw}
     summary["raw"] = dict(raw)
     return summary
-
-
-def _virsh(uri: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
-    virsh = shutil.which("virsh")
-    if virsh is None:
-        raise HypervisorStatsError("virsh is not installed (libvirt-clients)")
-    try:
-        # Reasons and labels are parsed, so they must not be translated.
-        return subprocess.run([virsh, "-c", ssh_mux.shared(uri), *args], capture_output=True,
-                              text=True, timeout=timeout, env={**os.environ, "LC_ALL": "C"})
-    except subprocess.TimeoutExpired as exc:
-        raise HypervisorStatsError(f"virsh -c {uri} {args[0]} did not answer within "
-                                   f"{timeout:.0f}s") from exc
-    except OSError as exc:
-        raise HypervisorStatsError(f"virsh -c {uri} {args[0]}: {exc}") from exc
-
-
-def hostname(uri: str, timeout: float = 20.0) -> str:
-    """The host name libvirtd at ``uri`` reports: proof it answers and lets us in."""
-    proc = _virsh(uri, "hostname", timeout=timeout)
-    if proc.returncode != 0:
-        raise HypervisorStatsError(f"virsh -c {uri} hostname: {proc.stderr.strip()}")
-    return proc.stdout.strip()
 
 
 def completed_job(uri: str, instance_name: str, timeout: float = 20.0) -> dict[str, Any]:

@@ -282,7 +282,7 @@ class LabelsValidator(validation.Validator):
                 self.fail(f"label {key!r} must be a non-empty string, not {value!r}")
 
 
-@validation.configure(name="lm_network_view")
+@validation.configure(name="lm_network_view", platform="openstack")
 class NetworkViewValidator(validation.Validator):
     """OVN's southbound database answers where ``ovn_sb_connection`` says (before any
     VM boots): ovsdb-client is installed here and reads its chassis.

@@ -14,7 +14,8 @@ import rally_lm
 
 EXPECTED_PLUGINS = {
     "LiveMigration.evacuate_host", "LiveMigration.migrate_server", "lm_workload",
-    "lm_hosts", "lm_workload_resources", "lm_labels", "lm_influx", "lm_max_downtime",
+    "lm_hosts", "lm_workload_resources", "lm_labels", "lm_influx", "lm_network_view",
+    "lm_max_downtime",
     "lm_tcp_continuity",
     "lm_success_rate", "lm_max_migration_duration", "lm_max_evacuation_duration",
     "lm_vm_metrics", "lm_timeline", "lm_max_postcopy", "lm_max_throttle", "lm_regression",

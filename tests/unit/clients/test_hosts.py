@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from rally_lm.clients import hosts
-from rally_lm.migration.hypervisor import HypervisorStatsError
+from rally_lm.clients.virsh import HypervisorStatsError
 
 KEYED = "qemu+ssh://root@10.0.0.11:2222/system?keyfile=/k/id&no_verify=1"
 

@@ -310,14 +310,25 @@ def test_a_domain_state_that_cannot_be_read_is_an_error(virsh):
                                 "error: failed to connect to the hypervisor")
 
 
-def test_hostname(virsh):
-    recorder = virsh((0, "hv1\n", ""))
-    assert hypervisor.hostname("qemu:///hv1") == "hv1"
+def test_hostname(monkeypatch):
+    from rally_lm.clients import virsh
+
+    recorder = VirshRecorder((0, "hv1\n", ""))
+    monkeypatch.setattr(virsh, "run", recorder)
+    assert virsh.hostname("qemu:///hv1") == "hv1"
     assert recorder.calls == [("qemu:///hv1", ("hostname",), 20.0)]
-    virsh((1, "", "error: no route\n"))
+    monkeypatch.setattr(virsh, "run", VirshRecorder((1, "", "error: no route\n")))
     with pytest.raises(hypervisor.HypervisorStatsError,
                        match=r"^virsh -c qemu:///hv1 hostname: error: no route$"):
-        hypervisor.hostname("qemu:///hv1", timeout=1)
+        virsh.hostname("qemu:///hv1", timeout=1)
+
+
+def test_virsh_that_cannot_run_is_an_error_that_says_why(monkeypatch):
+    from rally_lm.clients import virsh
+
+    monkeypatch.setattr(virsh.shutil, "which", lambda name: None)
+    with pytest.raises(hypervisor.HypervisorStatsError, match="virsh is not installed"):
+        virsh.run("qemu:///hv1", "hostname", timeout=1)
 
 
 def test_running_job_asks_for_the_current_jobs_raw_statistics(virsh):

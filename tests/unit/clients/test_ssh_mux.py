@@ -6,7 +6,7 @@ import urllib.parse
 
 import pytest
 
-from rally_lm.migration import ssh_mux
+from rally_lm.clients import ssh_mux
 
 
 @pytest.fixture(autouse=True)
