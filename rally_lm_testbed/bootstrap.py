@@ -289,16 +289,22 @@ def _flat_network(sess, name: str, physnet: str, cidr: str, gateway: str | None,
             # ebtables-nft makes the linuxbridge agent loop on rule deletion;
             # without port security it installs no ebtables rules at all.
             "port_security_enabled": False}})["network"]
+    return network, _subnet(sess, network, cidr, gateway, pool)
+
+
+def _subnet(sess, network: dict, cidr: str, gateway: str | None,
+            pool: tuple[int, int]) -> str:
+    """The network's subnet (made once). No DHCP: the guests' addresses come from
+    the config drive, whichever network backend carries them."""
     subnets = _get(sess, "network", f"/v2.0/subnets?network_id={network['id']}")["subnets"]
     if subnets:
-        return network, subnets[0]["id"]
+        return subnets[0]["id"]
     prefix = cidr.rsplit(".", 1)[0]
-    subnet = _post(sess, "network", "/v2.0/subnets", {"subnet": {
-        "network_id": network["id"], "name": f"{name}-subnet", "ip_version": 4,
+    return _post(sess, "network", "/v2.0/subnets", {"subnet": {
+        "network_id": network["id"], "name": f"{network['name']}-subnet", "ip_version": 4,
         "cidr": cidr, "gateway_ip": gateway, "enable_dhcp": False,
         "allocation_pools": [{"start": f"{prefix}.{pool[0]}",
-                              "end": f"{prefix}.{pool[1]}"}]}})["subnet"]
-    return network, subnet["id"]
+                              "end": f"{prefix}.{pool[1]}"}]}})["subnet"]["id"]
 
 
 def _overlay_network(sess, name: str, cidr: str) -> tuple[dict, str]:
@@ -309,16 +315,7 @@ def _overlay_network(sess, name: str, cidr: str) -> tuple[dict, str]:
     network = networks[0] if networks else _post(sess, "network", "/v2.0/networks", {
         "network": {"name": name, "shared": True, "provider:network_type": "geneve",
                     "port_security_enabled": False}})["network"]
-    subnets = _get(sess, "network", f"/v2.0/subnets?network_id={network['id']}")["subnets"]
-    if subnets:
-        return network, subnets[0]["id"]
-    prefix = cidr.rsplit(".", 1)[0]
-    # Addresses come from the config drive, as on the linuxbridge testbed.
-    subnet = _post(sess, "network", "/v2.0/subnets", {"subnet": {
-        "network_id": network["id"], "name": f"{name}-subnet", "ip_version": 4,
-        "cidr": cidr, "gateway_ip": f"{prefix}.1", "enable_dhcp": False,
-        "allocation_pools": [{"start": f"{prefix}.10", "end": f"{prefix}.200"}]}})["subnet"]
-    return network, subnet["id"]
+    return network, _subnet(sess, network, cidr, f"{cidr.rsplit('.', 1)[0]}.1", (10, 200))
 
 
 def ensure_network(network_backend: str = "linuxbridge") -> dict:

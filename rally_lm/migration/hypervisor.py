@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from rally_lm.clients import ssh_mux
+from rally_lm.clients.stream import LineStream
 from rally_lm.clients.virsh import HypervisorStatsError  # noqa: F401 - its callers'
 from rally_lm.clients.virsh import run as _virsh
 
@@ -253,30 +254,26 @@ class DomainEventListener:
         self._parsed: list[DomainEvent] = []
         self._parsed_lines = 0
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._thread: threading.Thread | None = None
+        self._stream: LineStream | None = None
         self.error: str | None = None
+
+    @property
+    def _proc(self) -> subprocess.Popen | None:
+        return self._stream.proc if self._stream is not None else None
 
     def start(self) -> DomainEventListener:
         virsh = shutil.which("virsh")
         if virsh is None:
             self.error = "virsh is not installed (libvirt-clients)"
             return self
-        self._proc = subprocess.Popen(
-            [virsh, "-c", ssh_mux.shared(self.uri), "event", "--all", "--loop",
-             "--timestamp"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "LC_ALL": "C"})
-        self._thread = threading.Thread(target=self._read, name=f"virsh-events-{self.host}",
-                                        daemon=True)
-        self._thread.start()
+        self._stream = LineStream(
+            [virsh, "-c", ssh_mux.shared(self.uri), "event", "--all", "--loop", "--timestamp"],
+            f"virsh-events-{self.host}", self._keep, env={**os.environ, "LC_ALL": "C"}).start()
         return self
 
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
-            with self._lock:
-                self._lines.append(line)
+    def _keep(self, line: str, _wall: float) -> None:
+        with self._lock:
+            self._lines.append(line)
 
     def events(self) -> list[DomainEvent]:
         with self._lock:
@@ -286,21 +283,11 @@ class DomainEventListener:
             return list(self._parsed)
 
     def stop(self) -> list[DomainEvent]:
-        if self._proc is not None:
-            exited_early = self._proc.poll() is not None
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            err = self._proc.stderr.read() if self._proc.stderr else ""
-            if exited_early:
+        if self._stream is not None:
+            died = self._stream.stop()
+            if died is not None:
                 # The listener died while the migrations ran: events are missing.
-                self.error = (f"virsh -c {self.uri} event stopped early: "
-                              f"{err.strip()[-300:] or 'no reason given'}")
+                self.error = f"virsh -c {self.uri} event stopped early: {died}"
         return self.events()
 
 

@@ -40,9 +40,10 @@ import shlex
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
+
+from rally_lm.clients.stream import LineStream
 
 EVENT_KINDS = ("claimed", "requested", "activated", "moved", "released", "up", "down")
 #: What the listener asks of each Port_Binding row.
@@ -186,8 +187,7 @@ class SouthboundListener:
         self.table = PortTable()
         self._events: list[PortEvent] = []
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._thread: threading.Thread | None = None
+        self._stream: LineStream | None = None
         self.error: str | None = None
 
     def _client(self) -> list[str] | None:
@@ -224,42 +224,26 @@ class SouthboundListener:
         except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
             self.error = f"OVN southbound database not readable: {exc}"
             return self
-        self._proc = subprocess.Popen(
+        self._stream = LineStream(
             [*client, "--format=json", "monitor", self.remote, "OVN_Southbound",
-             "Port_Binding", ",".join(COLUMNS)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._thread = threading.Thread(target=self._read, name="ovn-sb-monitor", daemon=True)
-        self._thread.start()
+             "Port_Binding", ",".join(COLUMNS)], "ovn-sb-monitor", self._update).start()
         return self
 
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
-            wall = time.time()
-            found = self.table.update(line, wall)
-            if found:
-                with self._lock:
-                    self._events += found
+    def _update(self, line: str, wall: float) -> None:
+        found = self.table.update(line, wall)
+        if found:
+            with self._lock:
+                self._events += found
 
     def events(self) -> list[PortEvent]:
         with self._lock:
             return list(self._events)
 
     def stop(self) -> list[PortEvent]:
-        if self._proc is not None:
-            exited_early = self._proc.poll() is not None
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            err = self._proc.stderr.read() if self._proc.stderr else ""
-            if exited_early:
-                self.error = (f"ovsdb-client monitor {self.remote} stopped early: "
-                              f"{err.strip()[-300:] or 'no reason given'}")
+        if self._stream is not None:
+            died = self._stream.stop()
+            if died is not None:
+                self.error = f"ovsdb-client monitor {self.remote} stopped early: {died}"
         return self.events()
 
 
