@@ -59,12 +59,21 @@ class Cell:
     window: tuple[float, float] | None = None
     #: A cell cut out of a task by dirty rate: that task (its SLAs judged all of it).
     split_from: str = ""
+    #: Migrations the task planned (its VMs, both ways, each iteration), where its
+    #: lm_workload context says how many VMs; None: as many as it has rows (tasks
+    #: recorded before every planned migration had a row may have fewer).
+    planned: int | None = None
 
     @property
     def key(self) -> tuple[str, ...]:
         """What makes two tasks the same cell (their passes are pooled)."""
         return (self.storage, self.tunnelling, self.flavor, self.policy or "",
                 self.labels.get("dirty_rate_mib", ""))
+
+    @property
+    def total(self) -> int:
+        """Every planned migration: the success rate's denominator."""
+        return max(len(self.migrations), self.planned or 0)
 
     @property
     def provenance(self) -> dict[str, str]:
@@ -178,7 +187,8 @@ def split_by_dirty_rate(cell: Cell,
             cell, migrations=[m for m in cell.migrations if m["vm"] in vms], drains=[],
             per_vm_tcp=[r for r in cell.per_vm_tcp if r.get("vm") in vms],
             labels={**cell.labels, "dirty_rate_mib": f"{rate:g}"}, sla=[],
-            split_from=cell.task))
+            split_from=cell.task,
+            planned=2 * len(vms) * cell.iterations if cell.planned is not None else None))
     return split
 
 
@@ -222,6 +232,8 @@ def _cell(task_uuid: str, workload: dict) -> Cell:
         if load:
             loads.append(load)
     config = {k: v for k, v in args.items() if k not in ("labels", "hypervisor_uris", "influx")}
+    contexts = workload.get("contexts") or {}
+    vms = (contexts.get("lm_workload") or contexts.get("lm_workload@openstack") or {}).get("count")
     return Cell(task=task_uuid, storage=labels.get("storage", "?"),
                 tunnelling=labels.get("tunnelling", "?"), flavor=labels.get("flavor", "?"),
                 config=config, migrations=migrations, drains=drains, per_vm_tcp=tcp,
@@ -229,6 +241,8 @@ def _cell(task_uuid: str, workload: dict) -> Cell:
                 failed_iterations=workload["failed_iteration_count"],
                 sla=workload["sla_results"].get("sla", []), labels=dict(labels),
                 configuration=configuration, host_loads=loads,
+                planned=2 * vms * workload["total_iteration_count"] if isinstance(vms, int)
+                else None,
                 window=(workload["start_time"], workload["start_time"]
                         + workload.get("full_duration", 0.0))
                 if workload.get("start_time") else None)
@@ -262,6 +276,8 @@ def pool(found: list[Cell]) -> list[Cell]:
             sla=[{**s, "criterion": f"{c.task[:8]}: {s['criterion']}"} for c in group
                  for s in c.sla],
             host_loads=[h for c in group for h in c.host_loads],
+            planned=sum(c.planned for c in group)
+            if all(c.planned is not None for c in group) else None,
             window=(min(w[0] for w in windows), max(w[1] for w in windows)) if windows
             else None))
     return pooled
@@ -379,7 +395,8 @@ def figures(cell: Cell) -> dict[str, Any]:
         if cell.has_anatomy else {}
     return {
         "succeeded": len(ok),
-        "total": len(cell.migrations),
+        # Every planned migration counts, even one a task recorded no row for.
+        "total": cell.total,
         "evacuation_out_s": evacuation(cell.drains, "out"),
         "evacuation_back_s": evacuation(cell.drains, "back"),
         "duration_s": summary(column(ok, "duration_s")),

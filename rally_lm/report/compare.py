@@ -64,7 +64,7 @@ def changes(baseline: Cell, candidate: Cell, tolerance: float,
                      tolerance, confidence) for name, q in FIGURES]
 
     def counts(cell: Cell) -> tuple[int, int]:
-        return (sum(m["outcome"] in SUCCEEDED for m in cell.migrations), len(cell.migrations))
+        return (sum(m["outcome"] in SUCCEEDED for m in cell.migrations), cell.total)
     return [*found, compare_success(counts(baseline), counts(candidate), 0.0, confidence)]
 
 

@@ -284,8 +284,10 @@ class LabelsValidator(validation.Validator):
 
 @validation.configure(name="lm_network_view", platform="openstack")
 class NetworkViewValidator(validation.Validator):
-    """OVN's southbound database answers where ``ovn_sb_connection`` says (before any
-    VM boots): ovsdb-client is installed here and reads its chassis.
+    """OVN's southbound database answers where ``ovn_sb_connection`` says.
+
+    Checked before any VM boots: ovsdb-client is installed where Rally runs
+    and reads the database's chassis.
 
     :param param_name: scenario argument naming the southbound database
     """

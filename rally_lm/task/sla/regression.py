@@ -114,7 +114,7 @@ class NoRegression(sla.SLA):
         worse = False
         for figure in self.figures:
             if figure == "success_rate":
-                change = compare_success((len(base_done), len(self.baseline.migrations)),
+                change = compare_success((len(base_done), self.baseline.total),
                                          (len(done), len(self.rows)), self.tolerance,
                                          self.confidence)
             else:
