@@ -21,10 +21,14 @@ from rally_lm_testbed import cgroups, layout, netns
 from rally_lm_testbed.layout import Host
 
 # Debian's OpenStack services need Debian's python3, not a pyenv or venv one.
+# They write no bytecode into the machine's packages: a file the testbed
+# bind-mounts over one of them (ovn.patch_neutron) would otherwise leave its
+# compiled form in the machine's own __pycache__.
 CLEAN_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
     "HOME": "/root",
+    "PYTHONDONTWRITEBYTECODE": "1",
 }
 
 
