@@ -285,8 +285,11 @@ def run(args: argparse.Namespace) -> int:
                            "an existing cloud has one storage and one tunnelling setting")
                 state.save(out / "study.json")
                 continue
-            state.cells[name] = run_cell(runner, cell, index, len(runs), base, args,
-                                         flavors, out, progress, probing, name)
+            result = run_cell(runner, cell, index, len(runs), base, args,
+                              flavors, out, progress, probing, name)
+            result.json = result.json and state.relative(Path(result.json))
+            result.html = result.html and state.relative(Path(result.html))
+            state.cells[name] = result
             state.save(out / "study.json")
     finally:
         runner.restore()
@@ -414,7 +417,8 @@ def print_task_budgets(state: StudyState) -> None:
 def finish(state: StudyState, out: Path, args: argparse.Namespace) -> int:
     from rally_lm.report import baseline, cells, render
 
-    reports = [Path(c.json) for c in state.cells.values() if c.status == "done" and c.json]
+    reports = [state.locate(c.json) for c in state.cells.values()
+               if c.status == "done" and c.json]
     # A cell's passes are one cell: their migrations pooled.
     found = cells.pool(cells.load(reports)) if reports else []
     seed = [cell for path in (args.baseline or [])

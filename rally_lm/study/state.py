@@ -1,8 +1,9 @@
 """A study's state on disk, so a rerun skips the cells already done and keeps them.
 
 ``<out>/study.json`` holds, per cell, its status (``done``, ``failed``,
-``not run`` with why) and where its Rally reports are; it is rewritten
-after every cell, atomically.
+``not run`` with why) and where its Rally reports are, relative to ``<out>``
+(a study moved or resumed from another directory still finds them); it is
+rewritten after every cell, atomically.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class StudyState:
     settings: dict[str, Any]
     cells: dict[str, CellResult] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.time)
+    #: The study's directory: where the reports' stored paths start (never saved).
+    root: Path = dataclasses.field(default=Path("."), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "started": self.started,
@@ -48,15 +51,25 @@ class StudyState:
         A study of other settings there is never overwritten: ValueError says so.
         """
         if not path.exists():
-            return cls(settings=settings)
+            return cls(settings=settings, root=path.parent)
         data = json.loads(path.read_text())
         if data.get("settings") != settings:
             differ = sorted(k for k in {**settings, **data.get("settings", {})}
                             if settings.get(k) != data.get("settings", {}).get(k))
             raise ValueError(f"{path} holds a study with other settings ({', '.join(differ)}"
                              f" differ); choose another --out, or remove it to start over")
-        return cls(settings=settings, started=data["started"],
+        return cls(settings=settings, started=data["started"], root=path.parent,
                    cells={k: CellResult(**v) for k, v in data["cells"].items()})
+
+    def relative(self, report: Path) -> str:
+        """How a report's path is stored: from the study's directory."""
+        return os.path.relpath(report, self.root)
+
+    def locate(self, stored: str) -> Path:
+        """A stored report path on disk (states written before 0.3 stored it as
+        given on the command line, from where the study ran)."""
+        path = self.root / stored
+        return path if path.exists() or not Path(stored).exists() else Path(stored)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,4 +81,4 @@ class StudyState:
         """A cell counts as done only with its report still where the state says."""
         result = self.cells.get(name)
         return bool(result and result.status == "done" and result.json
-                    and Path(result.json).exists())
+                    and self.locate(result.json).exists())

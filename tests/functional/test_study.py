@@ -32,7 +32,7 @@ def test_one_cell_study_then_a_rerun_that_skips_it(testbed_session, tmp_path):
     state = json.loads((tmp_path / "study.json").read_text())
     cell = state["cells"]["ceph-off-small"]
     assert cell["status"] == "done" and cell["migrations"] == 2
-    assert Path(cell["html"]).exists() and Path(cell["json"]).exists()
+    assert (tmp_path / cell["html"]).exists() and (tmp_path / cell["json"]).exists()
     markdown = (tmp_path / "comparison" / "comparison.md").read_text()
     assert "ceph | off | lm.small.scaled-16" in markdown
     # The cell ran on Ceph; the testbed is back in the mode the study found.

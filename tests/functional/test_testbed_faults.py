@@ -165,7 +165,10 @@ def run_faulty_task(name: str, injector: Injector, cue: tuple[str, threading.Eve
 
 
 def by_vm(rows: list[dict], round_trip: int = 0) -> dict[tuple[str, str], dict]:
-    return {(r["vm"].rsplit("-", 1)[1], r["direction"]): r for r in rows
+    """Rows by ("vm<i>", direction): vm0 is the VM migrated first (Rally names
+    the VMs, so the order they move in is what tells them apart)."""
+    order = list(dict.fromkeys(r["vm"] for r in rows))
+    return {(f"vm{order.index(r['vm'])}", r["direction"]): r for r in rows
             if r["round_trip"] == round_trip}
 
 
@@ -400,7 +403,7 @@ def test_destination_nova_compute_killed_mid_migration_nova_lags_libvirt():
                         ready=lambda d: faults.domain_state(HV2, d).startswith("running"))
     # The pause covers hv2's nova-compute starting and Nova catching up.
     rows, _uuid = run_faulty_task("dest_nova_compute_killed", injector,
-                                  cue=("-vm0 out hv1 -> hv2: ", gave_up), vm_count=1,
+                                  cue=(" out hv1 -> hv2: ", gave_up), vm_count=1,
                                   round_trips=1, pause_between_directions=60,
                                   migration_timeout=40, status_grace=5, dirty_rate_mib=0)
     first = by_vm(rows, 0)

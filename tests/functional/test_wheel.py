@@ -8,7 +8,6 @@ rally_lm is not what runs). Lean: one cell, one VM, one round trip.
 """
 
 import json
-import os
 import subprocess
 import sys
 import sysconfig
@@ -89,4 +88,5 @@ def test_the_wheel_runs_a_study_cell_against_the_testbed_as_a_cloud(wheel_venv):
     assert (work / "st" / "comparison" / "comparison.html").exists()
     # Someone else's cloud: the study never reached for the testbed's code.
     assert "rally_lm_testbed" not in study.stderr
-    assert os.path.exists(state["shared-off-small"]["json"])
+    # Its reports, stored from the study's directory.
+    assert (work / "st" / state["shared-off-small"]["json"]).exists()

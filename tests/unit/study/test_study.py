@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -67,6 +68,30 @@ def test_state_survives_a_rerun_with_the_same_settings_only(tmp_path):
     report.unlink()
     assert not StudyState.load(path, settings).done("ceph-off-small")
     assert json.loads(path.read_text())["settings"] == settings
+
+
+def test_reports_are_found_from_the_studys_directory_wherever_it_is_read(
+        tmp_path, monkeypatch):
+    # A study run with --out st from one directory, read again from inside st (or
+    # after moving it): the state stores its reports from the study's directory.
+    study_dir = tmp_path / "st"
+    report = study_dir / "rally" / "cell.json"
+    report.parent.mkdir(parents=True)
+    report.write_text("{}")
+    settings = {"vms": 1}
+    monkeypatch.chdir(tmp_path)
+    state = StudyState.load(Path("st") / "study.json", settings)
+    state.cells["c"] = CellResult("c", status="done",
+                                  json=state.relative(Path("st/rally/cell.json")))
+    state.save(Path("st") / "study.json")
+    assert json.loads((study_dir / "study.json").read_text())["cells"]["c"]["json"] == \
+        "rally/cell.json"
+    monkeypatch.chdir(study_dir)
+    assert StudyState.load(Path("study.json"), settings).done("c")
+    moved = tmp_path / "elsewhere"
+    study_dir.rename(moved)
+    again = StudyState.load(moved / "study.json", settings)
+    assert again.done("c") and again.locate("rally/cell.json") == moved / "rally" / "cell.json"
 
 
 def test_progress_lines_are_read_from_rallys_log():
