@@ -223,6 +223,20 @@ def ensure_flavors() -> dict:
     return {"flavors": sorted(wanted)}
 
 
+def guest_command_line(network_backend: str) -> str:
+    """The guest kernel's command line on this testbed.
+
+    On ML2/OVN the guest computes its own TCP/UDP checksums (virtio_net.csum=0):
+    the testbed's OVS has no kernel datapath, and its userspace one forwards a
+    virtio guest's checksum-offloaded packets with their checksum unfilled,
+    which OVN's conntrack (the floating IP's NAT) then drops as invalid. A
+    cloud's kernel or DPDK datapath fills them; ICMP, checksummed in software,
+    passes either way.
+    """
+    line = "console=ttyS0 quiet panic=-1"
+    return line + " virtio_net.csum=0" if network_backend == "ovn" else line
+
+
 def ensure_images(kernel: str, ramdisk: str, root: str) -> dict:
     """Kernel, ramdisk and root disk, all raw: Debian's nova refuses aki/ari/ami
     (deep image inspection) on the migration destination."""
@@ -251,7 +265,7 @@ def ensure_images(kernel: str, ramdisk: str, root: str) -> dict:
     ramdisk_id = upload(f"{layout.GUEST_IMAGE_NAME}-ramdisk", ramdisk, {})
     root_id = upload(layout.GUEST_IMAGE_NAME, root, {
         "kernel_id": kernel_id, "ramdisk_id": ramdisk_id,
-        "os_command_line": "console=ttyS0 quiet panic=-1"})
+        "os_command_line": guest_command_line(layout.network_backend())})
     return {"image": root_id, "kernel": kernel_id, "ramdisk": ramdisk_id}
 
 

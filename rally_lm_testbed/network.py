@@ -50,6 +50,13 @@ def configure() -> None:
     netns.add_address(MGMT_DEV, f"{layout.PROBE_MGMT_IP}/24", layout.PROBE)
     netns.add_address(TENANT_DEV, f"{layout.PROBE_TENANT_IP}/24", layout.PROBE)
     netns.add_address(EXTERNAL_DEV, f"{layout.PROBE_EXTERNAL_IP}/24", layout.PROBE)
+    if layout.network_backend() == "ovn":
+        # The probes' packets leave with their TCP/UDP checksum filled: the
+        # testbed's Open vSwitch is userspace (no kernel datapath here), and a
+        # checksum left to the device reaches it unfilled, which OVN's conntrack
+        # (the floating IP's NAT) drops as invalid. ICMP passes either way.
+        for device in (TENANT_DEV, EXTERNAL_DEV):
+            netns.run(["ethtool", "-K", device, "tx", "off"], netns=layout.PROBE)
 
 
 def cleanup() -> list[str]:

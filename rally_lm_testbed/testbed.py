@@ -69,7 +69,7 @@ def preflight(network_backend: str = "linuxbridge") -> None:
              "genisoimage", "busybox", "ceph-mon", "cinder-volume", "neutron-l3-agent",
              "mmdebstrap", "tcpdump"]
     if network_backend == "ovn":
-        tools += ["ovsdb-server", "ovs-vswitchd", "ovn-northd", "ovn-controller"]
+        tools += ["ovsdb-server", "ovs-vswitchd", "ovn-northd", "ovn-controller", "ethtool"]
     missing = [tool for tool in tools
                if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
     if missing:

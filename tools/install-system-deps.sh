@@ -61,7 +61,7 @@ testbed_pkgs=(python3-libvirt busybox-static cpio kmod genisoimage openssh-serve
               uwsgi-core uwsgi-plugin-python3 python3-openstackclient chromium
               neutron-l3-agent ceph-mon ceph-osd ceph-mgr ceph-common python3-rbd python3-rados
               cinder-api cinder-scheduler cinder-volume
-              openvswitch-switch ovn-central ovn-host neutron-ovn-metadata-agent)
+              openvswitch-switch ovn-central ovn-host neutron-ovn-metadata-agent ethtool)
 
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${base_pkgs[@]}"

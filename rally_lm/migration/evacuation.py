@@ -670,7 +670,7 @@ class Evacuation:
         if events is not None:
             vm = next(v for v in self.vms if v.id == record.server_id)
             mine = sdn.port_events(events, vm.fixed_ip or vm.ip, record.started_at - 1.0,
-                                   record.finished_at + 1.0)
+                                   record.finished_at + 1.0, device=vm.id)
             record.measurements["sdn_events"] = [e.to_dict() for e in mine]
             origin = record.window[0]
             timeline = record.measurements.setdefault("timeline", [])

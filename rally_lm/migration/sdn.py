@@ -26,7 +26,10 @@ on the Rally host, and read access to the southbound database, e.g.
 options in ``OVN_SB_CLIENT_ARGS``). Each update is stamped when it arrives, on
 this machine's clock: within a few milliseconds of the database's commit on
 a local network, like libvirt's events through virsh. Ports are matched to a
-VM by its fixed IP, which the row's ``mac`` column carries.
+VM by its server's ID, which Neutron writes into the port's ``external_ids``
+(``neutron:device_id``, copied by ovn-northd), or else by its fixed IP in the
+row's ``mac`` column (Neutron writes only ``unknown`` there when the network
+has no port security).
 
 No Rally imports: the measurement core.
 """
@@ -47,7 +50,8 @@ from rally_lm.clients.stream import LineStream
 
 EVENT_KINDS = ("claimed", "requested", "activated", "moved", "released", "up", "down")
 #: What the listener asks of each Port_Binding row.
-COLUMNS = ("logical_port", "mac", "chassis", "additional_chassis", "options", "up")
+COLUMNS = ("logical_port", "mac", "chassis", "additional_chassis", "options", "up",
+           "external_ids")
 #: Options whose changes are events.
 _WATCHED_OPTIONS = ("requested-chassis", "activation-strategy", "additional-chassis-activated")
 
@@ -65,6 +69,8 @@ class PortEvent:
     #: The chassis concerned (claimed, activated, moved to), if any.
     chassis: str | None = None
     detail: str = ""
+    #: The port's device (``neutron:device_id``: a VM's server ID), if Neutron set it.
+    device: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,6 +81,10 @@ class PortEvent:
 
     def addresses_ip(self, ip: str) -> bool:
         return ip in self.addresses.split()[1:]
+
+    def of(self, device: str | None, ip: str) -> bool:
+        """Whether this is the port of that server (or, unnamed, of that IP)."""
+        return (bool(device) and self.device == device) or self.addresses_ip(ip)
 
 
 def _atom(value: Any) -> Any:
@@ -87,6 +97,13 @@ def _atom(value: Any) -> Any:
             return [_atom(v) for v in body]
         if kind == "map":
             return {k: _atom(v) for k, v in body}
+    return value
+
+
+def _single(value: Any) -> Any:
+    """An optional column's value (OVSDB sends an unset one as an empty set)."""
+    if isinstance(value, list):
+        return value[0] if len(value) == 1 else None
     return value
 
 
@@ -142,11 +159,14 @@ class PortTable:
         return events
 
     def _diff(self, old: dict, new: dict, wall: float) -> list[PortEvent]:
-        port, addresses = new["logical_port"] or "", new["mac"] or ""
+        port = new["logical_port"] or ""
+        mac = new["mac"]
+        addresses = " ".join(mac) if isinstance(mac, list) else mac or ""
+        device = (new["external_ids"] or {}).get("neutron:device_id", "")
         found: list[PortEvent] = []
 
         def add(kind: str, chassis: str | None = None, detail: str = "") -> None:
-            found.append(PortEvent(wall, port, addresses, kind, chassis, detail))
+            found.append(PortEvent(wall, port, addresses, kind, chassis, detail, device))
 
         old_extra = {self._name(c) for c in _chassis_list(old["additional_chassis"])}
         new_extra = {self._name(c) for c in _chassis_list(new["additional_chassis"])}
@@ -162,20 +182,23 @@ class PortTable:
         if requested:
             add("requested", None, ", ".join(
                 f"{k}={new_options.get(k, '(none)')}" for k in requested))
-        old_main, new_main = self._name(old["chassis"]), self._name(new["chassis"])
+        old_main = self._name(_single(old["chassis"]))
+        new_main = self._name(_single(new["chassis"]))
         if old_main != new_main and new_main is not None:
             add("moved", new_main, f"from {old_main or '(none)'}")
         for chassis in sorted(old_extra - new_extra):
             add("released", chassis)
-        if bool(old["up"]) != bool(new["up"]) and new["up"] is not None:
-            add("up" if new["up"] else "down", new_main)
+        old_up, new_up = _single(old["up"]), _single(new["up"])
+        if bool(old_up) != bool(new_up) and new_up is not None:
+            add("up" if new_up else "down", new_main)
         return found
 
 
 def port_events(events: Iterable[PortEvent], ip: str, start_wall: float,
-                end_wall: float) -> list[PortEvent]:
-    """The events of the port holding ``ip`` between two wall times, in order."""
-    return sorted((e for e in events if e.addresses_ip(ip) and start_wall <= e.wall <= end_wall),
+                end_wall: float, device: str | None = None) -> list[PortEvent]:
+    """The events of server ``device``'s port (or the port holding ``ip``) between
+    two wall times, in order."""
+    return sorted((e for e in events if e.of(device, ip) and start_wall <= e.wall <= end_wall),
                   key=lambda e: e.wall)
 
 

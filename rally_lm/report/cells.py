@@ -66,9 +66,10 @@ class Cell:
 
     @property
     def key(self) -> tuple[str, ...]:
-        """What makes two tasks the same cell (their passes are pooled)."""
+        """What makes two tasks the same cell (their passes are pooled): a task
+        on another network backend (the ``network`` label) is another cell."""
         return (self.storage, self.tunnelling, self.flavor, self.policy or "",
-                self.labels.get("dirty_rate_mib", ""))
+                self.labels.get("dirty_rate_mib", ""), self.labels.get("network", ""))
 
     @property
     def total(self) -> int:
@@ -114,6 +115,8 @@ class Cell:
             name += f" / {self.policy}"
         if self.labels.get("dirty_rate_mib"):
             name += f" / dirtying {self.labels['dirty_rate_mib']} MiB/s"
+        if self.labels.get("network"):
+            name += f" / {self.labels['network']}"
         return name
 
     @property

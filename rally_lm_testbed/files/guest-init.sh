@@ -6,7 +6,12 @@
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for module in $(cat /modules.order); do insmod "/lib/modules/$module" 2>/dev/null; done
+# Parameters on the kernel command line as module.param=value reach the module,
+# as modprobe passes them (the OVN testbed sets virtio_net.csum=0 that way).
+for module in $(cat /modules.order); do
+    params=$(tr ' ' '\n' < /proc/cmdline | sed -n "s/^${module%.ko}\.//p")
+    insmod "/lib/modules/$module" $params 2>/dev/null
+done
 echo "rally-lm-guest: modules loaded"
 
 mkdir -p /config

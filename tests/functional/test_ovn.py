@@ -6,7 +6,7 @@ testbed up again with ``--network ovn``; ``test_down_leaves_nothing`` then
 takes it down, OVN's daemons included. One guest goes there and back per
 storage mode that matters (Ceph: the seed's shared storage; local: block
 migration), probed by floating IP through OVN's router, with OVN's southbound
-view of its port; then the stock cloud image through the real rally CLI.
+view of its port; then a Rally cell through the real rally CLI.
 """
 
 import json
@@ -14,7 +14,6 @@ import json
 import pytest
 
 from rally_lm_testbed import hosts, layout, ovn, rally_runner, testbed
-from tests.functional.test_real_cloud_path import FLOATING
 from tests.functional.test_testbed import (
     ARGS,
     RESULTS,
@@ -87,19 +86,22 @@ def test_a_guest_there_and_back_on_ovn_with_its_ports_steps(ovn_testbed, storage
     record(f"ovn_{storage}_off", {"migrations": figures})
 
 
-def test_the_stock_image_on_ovn_through_rally(ovn_testbed):
-    testbed.set_mode("shared", "off")
-    extra = {**FLOATING, "compare_fixed_ip": False, "network_backend": "ovn",
-             "ovn_sb_connection": ovn.SB_REMOTE}
-    run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-cloud-image.yaml", RESULTS,
-                                extra_args=json.dumps(extra))
+def test_a_rally_cell_on_ovn_names_what_ended_each_outage(ovn_testbed):
+    # The real rally CLI on ML2/OVN, its args file as shipped, one VM there and back.
+    # (The tiny image: a stock image's virtio driver leaves its checksums to the
+    # device, which the testbed's userspace Open vSwitch does not fill; a cloud's
+    # kernel or DPDK datapath does. See rally_lm_testbed.bootstrap.guest_command_line.)
+    testbed.set_mode("ceph", "off")
+    run = rally_runner.run_task(TEMPLATE, ARGS / "testbed-ovn-ceph-off.yaml", RESULTS,
+                                extra_args=json.dumps({"vm_count": 1, "round_trips": 1}))
     assert run.exit_code == 0, run.log.read_text()[-3000:]
     assert rally_runner.sla_check(run.uuid).returncode == 0
     rows = migrations_of(run.json)
     assert [r["outcome"] for r in rows] == ["completed", "completed"], rows
-    assert all(r["network_ended_by"] for r in rows), rows
+    assert [r["network_ended_by"] for r in rows] == ["activated hv2", "activated hv1"], rows
+    assert all(r["network_share_ms"] is not None for r in rows), rows
     leftovers = testbed.bootstrap("leftovers")
     assert leftovers["servers"] == [] and "floating_ips" not in leftovers, leftovers
-    record("rally_stock_image_ovn", {"uuid": run.uuid, "rows": [
+    record("rally_ovn", {"uuid": run.uuid, "rows": [
         {k: r[k] for k in ("direction", "client_downtime_ms", "pause_ms", "network_share_ms",
                            "network_ended_by", "hypervisor_downtime_ms")} for r in rows]})

@@ -6,6 +6,11 @@ monitor ... Port_Binding logical_port,mac,chassis,additional_chassis,options,up`
 southbound schema while ``ovn-sbctl`` made the changes a live migration makes
 (Neutron's requested-chassis and RARP activation, the destination's claim, its
 activation, the move, the release), with a second port changing beside it.
+
+data/ovn-sb-live-migration-monitor.jsonl is the same monitor (with
+``external_ids``) on the testbed's ML2/OVN control plane while
+``rally_lm_testbed.migration_check --floating`` booted a guest on hv1, took it
+to hv2 and back, and deleted it: Neutron Zed and OVN 23.03 doing it for real.
 """
 
 from pathlib import Path
@@ -128,3 +133,35 @@ def test_an_evacuation_puts_the_ports_steps_on_the_timeline_and_names_the_share(
     evacuation._network_share(plain, None, clock)
     assert plain.measurements["network"]["sdn"] == {"network_share_ms": pytest.approx(150.0)}
     assert "sdn_events" not in plain.measurements
+
+
+LIVE = (Path(__file__).parent / "data" / "ovn-sb-live-migration-monitor.jsonl").read_text() \
+    .splitlines()
+LIVE_CHASSIS = {"653f812e-7c20-4b27-9c8c-1ebfeb207e0e": "hv1",
+                "376030a9-c7dd-4a98-b398-0aaed295efd4": "hv2",
+                "3af1639c-8cde-414b-a159-1fd07873cead": "net"}
+LIVE_SERVER = "c2a57286-c9c7-4167-be8a-e77afceba226"
+
+
+def test_a_real_migration_there_and_back_is_found_by_its_server():
+    table = sdn.PortTable(LIVE_CHASSIS)
+    events = [e for wall, line in enumerate(LIVE) for e in table.update(line, wall)]
+    mine = sdn.port_events(events, "10.231.48.167", 0, 1e9, device=LIVE_SERVER)
+    one_way = [("requested", None), ("claimed", "{to}"), ("activated", "{to}"),
+               ("requested", None), ("moved", "{to}"), ("released", "{to}"),
+               # After the move ovn-controller lets the port go and binds it again
+               # (its flows removed and installed: the probes see a short second outage).
+               ("down", None), ("moved", "{to}"), ("up", "{to}")]
+
+    def way(to: str) -> list:
+        return [(kind, chassis and chassis.format(to=to)) for kind, chassis in one_way]
+
+    boot = [("requested", None), ("moved", "hv1"), ("up", "hv1")]
+    assert [(e.kind, e.chassis) for e in mine] == [*boot, *way("hv2"), *way("hv1"),
+                                                  ("down", None)]
+    assert all(e.device == LIVE_SERVER for e in mine)
+    # No port security on that network: Neutron writes "unknown" for the row's
+    # addresses, so its IP alone finds nothing, and no other port was this server's.
+    assert {e.addresses for e in mine} == {"unknown"}
+    assert sdn.port_events(events, "10.231.48.167", 0, 1e9) == []
+    assert {e.device for e in events} == {LIVE_SERVER}

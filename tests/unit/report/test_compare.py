@@ -69,6 +69,23 @@ def test_passes_of_one_cell_are_pooled(tmp_path):
     assert [m["iteration"] for m in pooled.migrations] == [0] * 6 + [1] * 6
 
 
+def test_another_network_backend_is_another_cell_and_compared_as_such(tmp_path):
+    # linuxbridge before, OVN after: never pooled as passes of one cell; compared
+    # one against the other, the comparison names the difference.
+    linuxbridge = {"storage": "ceph", "tunnelling": "off", "flavor": "lm.small",
+                   "network": "linuxbridge"}
+    ovn = {**linuxbridge, "network": "ovn"}
+    one = report(tmp_path / "lb.json", BASE, rows([400.0] * 6, [10.0] * 6), labels=linuxbridge)
+    two = report(tmp_path / "ovn.json", CAND, rows([420.0] * 6, [11.0] * 6), labels=ovn)
+    assert len(cells.pool(cells.load([one, two]))) == 2
+    assert main(["compare", "--baseline", str(one), "--candidate", str(two),
+                 "--out", str(tmp_path / "out")]) in (0, 1)
+    data = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert data["pairs"][0]["unlike"] == (
+        "different cells: ceph / tunnelling off / lm.small / linuxbridge "
+        "against ceph / tunnelling off / lm.small / ovn")
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "empty.json").write_text("[]")
     (tmp_path / "other.json").write_text('{"not": "rally"}')
