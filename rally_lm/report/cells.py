@@ -37,6 +37,14 @@ ANATOMY = ("client_downtime_ms", "source_stall_ms", "pause_ms", "convergence_ms"
            "recovery_tail_ms")
 
 
+def cell_key(labels: dict[str, str]) -> tuple[str, ...]:
+    """A cell's identity from a task's labels: storage, tunnelling, flavor, policy,
+    dirty rate, and network backend (a task on another network is another cell)."""
+    return (labels.get("storage", "?"), labels.get("tunnelling", "?"),
+            labels.get("flavor", "?"), labels.get("policy") or "",
+            labels.get("dirty_rate_mib", ""), labels.get("network", ""))
+
+
 @dataclasses.dataclass
 class Cell:
     task: str
@@ -66,10 +74,9 @@ class Cell:
 
     @property
     def key(self) -> tuple[str, ...]:
-        """What makes two tasks the same cell (their passes are pooled): a task
-        on another network backend (the ``network`` label) is another cell."""
-        return (self.storage, self.tunnelling, self.flavor, self.policy or "",
-                self.labels.get("dirty_rate_mib", ""), self.labels.get("network", ""))
+        """What makes two tasks the same cell (their passes are pooled)."""
+        return cell_key({**self.labels, "storage": self.storage,
+                         "tunnelling": self.tunnelling, "flavor": self.flavor})
 
     @property
     def total(self) -> int:

@@ -95,9 +95,7 @@ class NoRegression(sla.SLA):
     def _match(self) -> cells.Cell | None:
         if self.wanted_cell:
             return next((c for c in self.baselines if c.name == self.wanted_cell), None)
-        key = (self.labels.get("storage", "?"), self.labels.get("tunnelling", "?"),
-               self.labels.get("flavor", "?"), self.labels.get("policy", ""),
-               self.labels.get("dirty_rate_mib", ""))
+        key = cells.cell_key(self.labels)
         return next((c for c in self.baselines if c.key == key), None)
 
     def _judge(self) -> bool:
