@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, FileNotFoundError) as exc:
         print(f"rally-lm compare: {exc}", file=sys.stderr)
         return 2
-    pairs, alone = compare.pair(baseline, candidate, args.tolerance, args.confidence)
+    pairs, alone = compare.pair(baseline, candidate, args.tolerance, args.confidence,
+                                across=getattr(args, "across", None))
     if not pairs:
         print("rally-lm compare: no cell of the candidate matches one of the baseline: "
               + "; ".join(alone), file=sys.stderr)

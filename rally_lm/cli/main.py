@@ -234,6 +234,10 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                         help="the relative change that matters (default 0.10: 10 %%)")
     parser.add_argument("--confidence", type=float, default=0.95,
                         help="of the intervals and the tests (default 0.95)")
+    parser.add_argument("--across", choices=("storage", "tunnelling", "flavor", "policy",
+                                             "dirty_rate_mib", "network"),
+                        help="pair cells that differ only in this label (e.g. network: "
+                             "linuxbridge before, ovn after); each pair says so")
     parser.add_argument("--out", default="compare", help="where compare.{md,html,json} go")
     parser.set_defaults(handler=_run_compare)
 

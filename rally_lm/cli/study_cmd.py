@@ -32,7 +32,11 @@ from rally_lm.study.progress import Progress, parse
 from rally_lm.study.state import CellResult, StudyState
 
 #: The testbed's own cell: its hosts, image, network and hypervisor URIs.
-TESTBED_BASE_NAME = "testbed-local-off.yaml"
+#: Each cell's arguments on the embedded testbed start from its network's args file:
+#: on ML2/OVN the probes reach the VMs by floating IP only, the tasks carry the
+#: ``network`` label, and OVN's southbound view names the network's share.
+TESTBED_BASE_NAMES = {"linuxbridge": "testbed-local-off.yaml",
+                      "ovn": "testbed-ovn-ceph-off.yaml"}
 
 
 #: Probing scaled to the testbed like its flavors: under software emulation every
@@ -214,10 +218,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cloud_base = yaml.safe_load(Path(args.cloud).read_text()) if args.cloud else None
     if cloud_base is None:
-        from rally_lm_testbed import netns
+        from rally_lm_testbed import layout, netns
 
         netns.require_root("rally-lm study on the embedded testbed")
-    base = cloud_base or yaml.safe_load((templates.args_dir() / TESTBED_BASE_NAME).read_text())
+        base_name = TESTBED_BASE_NAMES[layout.network_backend()]
+    base = cloud_base or yaml.safe_load((templates.args_dir() / base_name).read_text())
     policies = getattr(args, "matrix", "seed") == "policies"
     if policies and cloud_base:
         print("rally-lm study: --matrix policies changes Nova's configuration between cells, "

@@ -37,6 +37,10 @@ ANATOMY = ("client_downtime_ms", "source_stall_ms", "pause_ms", "convergence_ms"
            "recovery_tail_ms")
 
 
+#: The labels a cell's key is made of (``rally-lm compare --across`` leaves one out).
+KEY_LABELS = ("storage", "tunnelling", "flavor", "policy", "dirty_rate_mib", "network")
+
+
 def cell_key(labels: dict[str, str]) -> tuple[str, ...]:
     """A cell's identity from a task's labels: storage, tunnelling, flavor, policy,
     dirty rate, and network backend (a task on another network is another cell)."""
@@ -75,8 +79,15 @@ class Cell:
     @property
     def key(self) -> tuple[str, ...]:
         """What makes two tasks the same cell (their passes are pooled)."""
-        return cell_key({**self.labels, "storage": self.storage,
-                         "tunnelling": self.tunnelling, "flavor": self.flavor})
+        return self.key_across(None)
+
+    def key_across(self, label: str | None) -> tuple[str, ...]:
+        """The cell's key with one label left out (``None``: the whole key)."""
+        labels = {**self.labels, "storage": self.storage, "tunnelling": self.tunnelling,
+                  "flavor": self.flavor}
+        if label is not None:
+            labels[label] = ""
+        return cell_key(labels)
 
     @property
     def total(self) -> int:

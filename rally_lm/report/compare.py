@@ -69,14 +69,22 @@ def changes(baseline: Cell, candidate: Cell, tolerance: float,
 
 
 def pair(baseline: list[Cell], candidate: list[Cell], tolerance: float,
-         confidence: float = CONFIDENCE) -> tuple[list[Pair], list[str]]:
-    """The pairs to compare, and the cells left without a partner (named)."""
-    by_key = {c.key: c for c in baseline}
+         confidence: float = CONFIDENCE,
+         across: str | None = None) -> tuple[list[Pair], list[str]]:
+    """The pairs to compare, and the cells left without a partner (named).
+
+    ``across``: a label the two sides differ in on purpose (``network``:
+    linuxbridge before, OVN after); cells alike in everything else are paired.
+    """
+    by_key = {c.key_across(across): c for c in baseline}
     pairs, alone = [], []
     for cell in candidate:
-        if cell.key in by_key:
-            base = by_key.pop(cell.key)
-            pairs.append(Pair(base, cell, changes(base, cell, tolerance, confidence)))
+        if cell.key_across(across) in by_key:
+            base = by_key.pop(cell.key_across(across))
+            unlike = "" if base.key == cell.key else \
+                f"across {across}: {base.labels.get(across, '-')} against " \
+                f"{cell.labels.get(across, '-')}"
+            pairs.append(Pair(base, cell, changes(base, cell, tolerance, confidence), unlike))
         else:
             alone.append(f"candidate {cell.name} ({cell.task[:8]})")
     alone += [f"baseline {c.name} ({c.task[:8]})" for c in by_key.values()]

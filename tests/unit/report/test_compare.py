@@ -86,6 +86,28 @@ def test_another_network_backend_is_another_cell_and_compared_as_such(tmp_path):
         "against ceph / tunnelling off / lm.small / ovn")
 
 
+def test_a_study_on_another_network_is_compared_cell_by_cell_across_it(tmp_path, capsys):
+    # Two flavors on linuxbridge, the same two on OVN: no cell is the same cell, so
+    # without --across nothing pairs (exit 2); with it, each flavor with its own.
+    sides = {}
+    for side, network, task in (("base", "linuxbridge", BASE), ("cand", "ovn", CAND)):
+        sides[side] = [report(tmp_path / f"{side}-{flavor}.json", task[:-1] + str(i),
+                              rows([400.0 + i] * 6, [10.0] * 6),
+                              labels={"storage": "ceph", "tunnelling": "off", "flavor": flavor,
+                                      "network": network})
+                       for i, flavor in enumerate(("lm.small", "lm.large"))]
+    argv = ["compare", "--baseline", *map(str, sides["base"]),
+            "--candidate", *map(str, sides["cand"]), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "no cell of the candidate matches" in capsys.readouterr().err
+    assert main([*argv, "--across", "network"]) == 0
+    data = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert sorted((p["baseline"]["cell"], p["candidate"]["cell"], p["unlike"])
+                  for p in data["pairs"]) == [
+        (f"ceph / tunnelling off / {f} / linuxbridge", f"ceph / tunnelling off / {f} / ovn",
+         "across network: linuxbridge against ovn") for f in ("lm.large", "lm.small")]
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "empty.json").write_text("[]")
     (tmp_path / "other.json").write_text('{"not": "rally"}')

@@ -416,3 +416,29 @@ def test_ctrl_c_stops_the_rally_task_before_the_mode_is_restored(tmp_path, monke
     assert calls == [("prepare", "ceph-off-small"), ("start", "ceph-off-small"),
                      ("stop", "Task 0f1e2d3c-aaaa-bbbb-cccc-123456789abc: started\n"),
                      ("restore",)]
+
+
+@pytest.mark.parametrize("network", ["linuxbridge", "ovn"])
+def test_on_the_testbed_each_cell_starts_from_its_networks_args(tmp_path, monkeypatch, network):
+    # On ML2/OVN the probes reach the VMs only by floating IP, and the tasks carry the
+    # network label (another cell than linuxbridge's) and OVN's southbound view.
+    from rally_lm_testbed import layout, netns
+
+    monkeypatch.setattr(netns, "require_root", lambda why: None)
+    monkeypatch.setattr(layout, "network_backend", lambda: network)
+    monkeypatch.setattr(study_cmd, "TestbedCells", lambda: RecordingRunner([]))
+    monkeypatch.setattr(study_cmd, "finish", lambda state, out, args: 0)
+    bases = []
+
+    def measured(runner, cell, index, count, base, *rest):
+        bases.append(base)
+        return CellResult(cell.name, status="failed", reason="no testbed in a unit test")
+
+    monkeypatch.setattr(study_cmd, "run_cell", measured)
+    assert study_cmd.run(study_args(tmp_path, cells=["ceph-off-small"])) == 0
+    base = bases[0]
+    if network == "ovn":
+        assert base["network_backend"] == "ovn" and base["probe_via"] == "floating"
+        assert base["ovn_sb_connection"].startswith("tcp:")
+    else:
+        assert "network_backend" not in base and base.get("probe_via", "fixed") == "fixed"
