@@ -37,10 +37,6 @@ ANATOMY = ("client_downtime_ms", "source_stall_ms", "pause_ms", "convergence_ms"
            "recovery_tail_ms")
 
 
-#: The labels a cell's key is made of (``rally-lm compare --across`` leaves one out).
-KEY_LABELS = ("storage", "tunnelling", "flavor", "policy", "dirty_rate_mib", "network")
-
-
 def cell_key(labels: dict[str, str]) -> tuple[str, ...]:
     """A cell's identity from a task's labels: storage, tunnelling, flavor, policy,
     dirty rate, and network backend (a task on another network is another cell)."""
