@@ -124,6 +124,28 @@ def longest_fresh_wait(rows: list[list], start: float, end: float) -> float | No
     return found[0] if found else None
 
 
+def longest_wait_span(rows: list[list], start: float, end: float) -> tuple[float, float] | None:
+    """(send, reply) of the longest fresh-reply wait of a request sent within [start, end]."""
+    earliest, best = math.inf, None
+    for _seq, sent, replied in sorted(rows, key=lambda r: -r[1]):
+        if replied is not None and replied < earliest:
+            earliest = replied
+        if start <= sent <= end and earliest < math.inf and (
+                best is None or earliest - sent > best[1] - best[0]):
+            best = (sent, earliest)
+    return best
+
+
+def probe_rows(packets: list, ip: str, protocol: str) -> list[list]:
+    """The tool's own requests and replies as the client's capture saw them:
+    [sequence, sent, replied or None] (the kernel's clock, not the probe's)."""
+    sent = {p.probe[2]: p.ts for p in packets if p.kind == protocol and p.probe
+            and p.dst == ip and p.icmp_type in (None, 8)}
+    replied = {p.probe[2]: p.ts for p in packets if p.kind == protocol and p.probe
+               and p.src == ip and p.icmp_type in (None, 0)}
+    return [[seq, ts, replied.get(seq)] for seq, ts in sorted(sent.items())]
+
+
 def fresh_wait(rows: list[list], start: float, end: float,
                interval: float = SECOND_INTERVAL) -> tuple[float, float] | None:
     """(the longest fresh-reply wait, ms; what this prober's own sampling allows, ms).
@@ -289,6 +311,16 @@ def analyse(record: dict, vms: dict, packets: dict, names: dict, second: dict,
                        and (wall(anatomy.get("silence_start")) or 0) - 1 <= p.ts), None)
     first_in = to_guest[0] if to_guest else None
     first_out = next((p for p in from_guest if first_in is None or p.ts >= first_in.ts), None)
+    # The same outage through both probers' eyes: the second prober's longest wait
+    # among its requests sent while the tool's longest wait lasted (its sampling
+    # there includes a send gap of its own that hid the outage's start). A second
+    # prober's longest wait may be another outage of the same migration.
+    for proto in ("udp", "icmp"):
+        span = longest_wait_span(probe_rows(client, ip, proto), start, end)
+        same = fresh_wait(rows[proto], span[0] - SECOND_INTERVAL, span[1]) if span else None
+        result[f"tool_{proto}_capture_ms"] = (span[1] - span[0]) * 1000.0 if span else None
+        result[f"second_{proto}_same_outage_ms"] = same[0] if same else None
+        result[f"second_{proto}_same_outage_sampling_ms"] = same[1] if same else None
     if first_in is not None and unanswered is not None and first_in.probe in left \
             and unanswered.probe in left:
         result["wire_pause_ms"] = (left[first_in.probe] - left[unanswered.probe]) * 1000.0
@@ -340,6 +372,18 @@ def report(rows: list[dict], tool_interval_ms: float) -> None:
                   f"{sum(v is True for v in verdicts)}/{sum(v is not None for v in verdicts)}; "
                   f"within the sum of both probers' sampling: "
                   f"{len(within)}/{sum(v is not None for v in verdicts)}")
+            same = [(r[f"tool_{proto}_ms"], r.get(f"second_{proto}_same_outage_ms"),
+                     (r.get(f"tool_{proto}_sampling_ms") or 0)
+                     + (r.get(f"second_{proto}_same_outage_sampling_ms") or 0))
+                    for r in own if r[f"tool_{proto}_ms"] is not None]
+            same = [x for x in same if x[1] is not None]
+            print(f"    the same outage (the tool's longest): within max(10 %, 2 x "
+                  f"{interval:.0f} ms) {sum(bool(agree(t, o, interval)) for t, o, _ in same)}"
+                  f"/{len(same)}; within both probers' sampling "
+                  f"{sum(abs(t - o) <= e for t, o, e in same)}/{len(same)}")
+            for t, o, e in same:
+                if abs(t - o) > e:
+                    print(f"      beyond: tool {t:.0f} ms, second {o:.0f} ms, sampling {e:.0f} ms")
         pauses = [(r["tool_pause_ms"], r.get("wire_pause_ms"), r.get("libvirt_downtime_ms"))
                   for r in own if r.get("tool_pause_ms") is not None]
         wire = [p for p in pauses if p[1] is not None]

@@ -118,6 +118,10 @@ def main() -> int:
     parser.add_argument("--vms", type=int, default=3)
     parser.add_argument("--round-trips", type=int, default=50)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--result-chunk", type=int, metavar="N",
+                        help="Rally's raw_result_chunk_size: how many iterations' results "
+                             "Rally holds in memory before it writes them to its database "
+                             "(Rally's default, 1000, holds a whole soak until the end)")
     args = parser.parse_args()
 
     from rally_lm_testbed import policy, rally_runner, testbed
@@ -135,7 +139,12 @@ def main() -> int:
     soak_args.write_text(yaml.safe_dump(cell))
     planned = args.vms * 2 * args.round_trips
     began = time.time()
-    proc = rally_runner.start_task(ROOT / "task_templates" / "evacuate_host.yaml.j2", soak_args)
+    config = None
+    if args.result_chunk:
+        config = args.out / "rally-chunk.conf"
+        config.write_text(f"[DEFAULT]\nraw_result_chunk_size = {args.result_chunk}\n")
+    proc = rally_runner.start_task(ROOT / "task_templates" / "evacuate_host.yaml.j2", soak_args,
+                                   config=config)
     with Sampler(proc.pid) as sampler:
         output, _ = proc.communicate()
     run = rally_runner.collect(output, proc.returncode, soak_args, args.out)
@@ -173,6 +182,7 @@ def main() -> int:
     rss = [s["rss_mib"] for s in sampler.samples]
     figures = {
         "task": run.uuid, "exit_code": run.exit_code, "seconds": round(seconds, 1),
+        "rally_raw_result_chunk_size": args.result_chunk or "Rally's default",
         "planned": planned, "rows": len(rows), "records_kept": kept_records,
         "outcomes": outcomes,
         "tool_errors": outcomes.get("tool_error", 0) + outcomes.get("unknown", 0),

@@ -322,13 +322,21 @@ def _subnet(sess, network: dict, cidr: str, gateway: str | None,
 
 
 def _overlay_network(sess, name: str, cidr: str) -> tuple[dict, str]:
-    """A Geneve tenant network (ML2/OVN), shared. Without port security, as the
-    linuxbridge testbed's tenant network: the two backends differ in how they
-    move a port, not in filtering."""
+    """A Geneve tenant network (ML2/OVN), shared, with port security, as clouds
+    run it (lm_workload then opens the echo ports to the probe alone, in a
+    security group of its own).
+
+    Without port security Neutron gives OVN no address for a port ("unknown"),
+    so the router learns each VM's MAC from ARP into the southbound MAC_Binding
+    table and keeps it after the VM is gone: a later VM given the same fixed IP
+    is sent to the old MAC and never answers (Neutron Zed, OVN 23.03; seen on
+    this testbed). With port security the router resolves the port's own
+    address statically.
+    """
     networks = _get(sess, "network", f"/v2.0/networks?name={name}")["networks"]
     network = networks[0] if networks else _post(sess, "network", "/v2.0/networks", {
         "network": {"name": name, "shared": True, "provider:network_type": "geneve",
-                    "port_security_enabled": False}})["network"]
+                    "port_security_enabled": True}})["network"]
     return network, _subnet(sess, network, cidr, f"{cidr.rsplit('.', 1)[0]}.1", (10, 200))
 
 

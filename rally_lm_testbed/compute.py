@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 from rally_lm_testbed import ceph, config, hosts, layout, network, ovn, policy
 from rally_lm_testbed.layout import Host
@@ -35,7 +36,14 @@ def _write_text(host: Host, path: str, text: str) -> None:
 
 # -- libvirt -------------------------------------------------------------------------
 
-def libvirt_configure(host: Host) -> None:
+#: libvirt's qemu hook for OVN computes: keeps a new guest's tap up through
+#: ovs-vswitchd's userspace flag race (the script says why).
+TAP_GUARD_HOOK = Path(__file__).parent / "files" / "libvirt-qemu-hook.sh"
+#: Where the hook logs what it watched and every tap it had to bring up.
+TAP_GUARD_LOG = "/var/log/libvirt/rally-lm-tap-guard.log"
+
+
+def libvirt_configure(host: Host, network_backend: str = "linuxbridge") -> None:
     # libvirt cannot read a host UUID here, and equal UUIDs make it refuse to
     # migrate ("Attempt to migrate guest to the same host").
     host_uuid = uuid.uuid5(uuid.NAMESPACE_DNS, f"rally-lm-testbed-{host.name}")
@@ -62,6 +70,20 @@ def libvirt_configure(host: Host) -> None:
         f'migrate_tls_x509_cert_dir = "{policy.TLS_DIR}"',
         "",
     ]))
+    # libvirtd reads its hooks when it starts.
+    hook = config.private_path(host, "/etc/libvirt/hooks/qemu")
+    if network_backend == "ovn":
+        hook.parent.mkdir(parents=True, exist_ok=True)
+        hook.write_text(TAP_GUARD_HOOK.read_text())
+        hook.chmod(0o755)
+    else:
+        hook.unlink(missing_ok=True)
+
+
+def tap_guard_lines(host: Host) -> list[str]:
+    """What the OVN tap guard logged on this host (none without OVN)."""
+    log = config.private_path(host, TAP_GUARD_LOG)
+    return log.read_text().splitlines() if log.exists() else []
 
 
 def libvirt_start(host: Host) -> None:
@@ -237,7 +259,7 @@ def up(host: Host, mode: dict, log=print) -> None:
     log(f"{host.name}: sshd, libvirt")
     ssh_configure(host)
     ssh_start(host)
-    libvirt_configure(host)
+    libvirt_configure(host, backend)
     libvirt_start(host)
     ceph_secret(host)
     agent = "OVN chassis" if backend == "ovn" else "linuxbridge agent"

@@ -18,7 +18,7 @@ from rally_lm.clients.nova import NovaAdapter, make_client
 from rally_lm.migration.driver import MigrationDriver, MigrationPolicy
 from rally_lm.migration.evacuation import Evacuation, ProbeSettings, WorkloadVM
 from rally_lm.probes import readiness
-from rally_lm.task.contexts.nova.lm_workload import agent_user_data
+from rally_lm.task.contexts.nova.lm_workload import agent_user_data, probe_source_prefix
 from rally_lm_testbed import bootstrap, layout
 
 #: The tiny guest ships the C agent (delivery "image").
@@ -62,6 +62,33 @@ def release_floating_ips(server_id: str) -> list[str]:
     return released
 
 
+#: The security group this tool boots its guest in where the network has port
+#: security (ML2/OVN's tenant network): the echo ports, from the probe alone.
+PROBE_GROUP = "rlm-check-probes"
+
+
+def probe_security_group(sess, floating: bool) -> str:
+    """``PROBE_GROUP``, made once: ICMP and the agent's echo ports from the probe's
+    own address (on the route to the floating network, or to the tenant one)."""
+    found = sess.get(f"/v2.0/security-groups?name={PROBE_GROUP}",
+                     endpoint_filter=NETWORK).json()["security_groups"]
+    if found:
+        return PROBE_GROUP
+    source = probe_source_prefix(layout.EXTERNAL_NET if floating else layout.OVERLAY_NET)
+    group = sess.post("/v2.0/security-groups", endpoint_filter=NETWORK, json={
+        "security_group": {"name": PROBE_GROUP,
+                           "description": f"rally_lm migration_check: probes from {source}"}}
+    ).json()["security_group"]
+    rules = [{"protocol": "icmp"}] + [
+        {"protocol": proto, "port_range_min": AGENT[f"{proto}_echo_port"],
+         "port_range_max": AGENT[f"{proto}_echo_port"]} for proto in ("tcp", "udp")]
+    for rule in rules:
+        sess.post("/v2.0/security-group-rules", endpoint_filter=NETWORK, json={
+            "security_group_rule": {"security_group_id": group["id"], "direction": "ingress",
+                                    "ethertype": "IPv4", "remote_ip_prefix": source, **rule}})
+    return PROBE_GROUP
+
+
 def boot_guest(nova: NovaAdapter, name: str, agent: dict | None = None,
                floating: bool = False) -> WorkloadVM:
     """Boot the probed guest on hv1; with ``floating``, probed by a floating IP (the
@@ -70,10 +97,12 @@ def boot_guest(nova: NovaAdapter, name: str, agent: dict | None = None,
     images = sess.get("/v2/images", endpoint_filter={"service_type": "image"}).json()["images"]
     image = next(i["id"] for i in images if i["name"] == layout.GUEST_IMAGE_NAME)
     network = sess.get(f"/v2.0/networks?name={layout.TENANT_NETWORK_NAME}",
-                       endpoint_filter={"service_type": "network"}).json()["networks"][0]["id"]
+                       endpoint_filter={"service_type": "network"}).json()["networks"][0]
+    groups = [probe_security_group(sess, floating)] \
+        if network.get("port_security_enabled") else None
     flavor = nova.find_flavor(f"lm.small.{bootstrap.SCALE_SUFFIX}")
-    server_id = nova.boot(name, image, flavor["id"], "hv1", network,
-                          agent_user_data(agent or AGENT))
+    server_id = nova.boot(name, image, flavor["id"], "hv1", network["id"],
+                          agent_user_data(agent or AGENT), security_groups=groups)
     deadline = time.monotonic() + 300
     while (server := nova.server(server_id))["status"] != "ACTIVE":
         if server["status"] == "ERROR" or time.monotonic() > deadline:

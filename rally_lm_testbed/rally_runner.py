@@ -75,12 +75,14 @@ _CGROUP_VIEW = ("{ mount -t tmpfs -o size=64k,mode=755 rally-lm-cgroup /sys/fs/c
                 "} 2>/dev/null; exec \"$@\"")
 
 
-def _rally_argv(*args: str) -> tuple[list[str], dict]:
+def _rally_argv(*args: str, config: Path | None = None) -> tuple[list[str], dict]:
+    """``config``: a further oslo.config file, read after the testbed's (its options win)."""
     conf = RALLY_HOME / "rally.conf"
     env = {**os.environ, "HOME": str(RALLY_HOME), **testbed.credentials()}
     view = ["sh", "-c", _CGROUP_VIEW, "sh"] if cgroups.available() else []
+    more = ["--config-file", str(config)] if config else []
     return ["ip", "netns", "exec", layout.PROBE, *view, _rally_bin(), "--config-file",
-            str(conf), *args], env
+            str(conf), *more, *args], env
 
 
 def _in_bench_group() -> None:
@@ -138,11 +140,12 @@ def run_task(template: Path, args_file: Path, out_dir: Path,
     return collect(proc.stdout + proc.stderr, proc.returncode, args_file, out_dir)
 
 
-def start_task(template: Path, args_file: Path,
-               extra_args: str | None = None) -> subprocess.Popen:
-    """``rally task start`` in the background (to abort or interrupt it)."""
+def start_task(template: Path, args_file: Path, extra_args: str | None = None,
+               config: Path | None = None) -> subprocess.Popen:
+    """``rally task start`` in the background (to abort or interrupt it); ``config``
+    as in ``_rally_argv``."""
     ensure_env()
-    argv, env = _rally_argv(*_task_start_argv(template, args_file, extra_args))
+    argv, env = _rally_argv(*_task_start_argv(template, args_file, extra_args), config=config)
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True, preexec_fn=_in_bench_group)
 

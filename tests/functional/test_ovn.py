@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from rally_lm_testbed import hosts, layout, ovn, rally_runner, testbed
+from rally_lm_testbed import compute, hosts, layout, ovn, rally_runner, testbed
 from tests.functional.test_testbed import (
     ARGS,
     RESULTS,
@@ -60,6 +60,11 @@ def test_a_guest_there_and_back_on_ovn_with_its_ports_steps(ovn_testbed, storage
     assert [r["outcome"] for r in records] == ["completed", "completed"], records
     assert [r["final_host"] for r in records] == ["hv2", "hv1"]
     assert result["answering_after"] and result["server"]["host"] == "hv1"
+    # libvirt ran the tap guard for the boot on hv1 and the incoming migration on
+    # hv2 (and back): it watches every new tap of an OVN compute.
+    guard = {h.name: compute.tap_guard_lines(h) for h in layout.COMPUTES}
+    assert all(any(": watching tap" in line for line in lines)
+               for lines in guard.values()), guard
     tcp = result["vms"]["rlm-check"]["tcp"]
     assert tcp["bytes_lost"] == 0 and tcp["resets"] == 0, tcp
     figures = []
@@ -83,7 +88,8 @@ def test_a_guest_there_and_back_on_ovn_with_its_ports_steps(ovn_testbed, storage
                         "hypervisor_downtime_ms":
                             migration["measurements"]["hypervisor"]["downtime_ms"],
                         **share, "steps": steps})
-    record(f"ovn_{storage}_off", {"migrations": figures})
+    record(f"ovn_{storage}_off", {"migrations": figures, "taps_set_up_by_the_guard": sum(
+        "set up" in line for lines in guard.values() for line in lines)})
 
 
 def test_a_rally_cell_on_ovn_names_what_ended_each_outage(ovn_testbed):

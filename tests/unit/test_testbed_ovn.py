@@ -88,3 +88,56 @@ def test_each_backend_names_its_own_daemons():
     assert not any("linuxbridge" in d or "l3-agent" in d for d in with_ovn)
     assert {"ovn-northd", "ovn-nb-db", "ovn-sb-db", "hv1-ovn-controller",
             "hv2-ovs-vswitchd", "net-ovn-controller"} <= set(with_ovn)
+
+
+def _run_hook(tmp_path, op: str, xml: str, setup: str) -> tuple[str, str]:
+    """The tap guard hook in a private network namespace with one real tap; the
+    tap's link line after it ran and what the hook logged."""
+    import os
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root to make a network namespace and a tap")
+    from rally_lm_testbed import compute
+    log = tmp_path / f"guard-{op}-{len(list(tmp_path.iterdir()))}.log"
+    script = (f"ip tuntap add dev tapguard0 mode tap && {setup} && "
+              f"sh {compute.TAP_GUARD_HOOK} instance-1 {op} begin - && sleep 1.5 && "
+              "ip -o link show dev tapguard0")
+    done = subprocess.run(["unshare", "--net", "sh", "-c", script], input=xml, text=True,
+                          capture_output=True, timeout=30,
+                          env={**os.environ, "RALLY_LM_TAP_GUARD_LOG": str(log),
+                               "RALLY_LM_TAP_GUARD_SECONDS": "1"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout, log.read_text() if log.exists() else ""
+
+
+DOMAIN_XML = "<domain><devices><interface type='ethernet'>\n" \
+             "<target dev='tapguard0'/>\n</interface></devices></domain>\n"
+
+
+def test_tap_guard_brings_a_tap_that_ovs_took_down_back_up(tmp_path):
+    link, logged = _run_hook(tmp_path, "start", DOMAIN_XML, "ip link set dev tapguard0 down")
+    assert ",UP" in link
+    assert "instance-1: watching tapguard0" in logged
+    assert "tapguard0 was down, set up" in logged
+
+
+def test_tap_guard_leaves_an_up_tap_and_other_operations_alone(tmp_path):
+    link, logged = _run_hook(tmp_path, "start", DOMAIN_XML, "ip link set dev tapguard0 up")
+    assert "watching tapguard0" in logged and "set up" not in logged
+    link, logged = _run_hook(tmp_path, "stopped", DOMAIN_XML, "true")
+    assert logged == "" and ",UP" not in link
+    link, logged = _run_hook(tmp_path, "start", "<domain/>", "true")
+    assert logged == ""
+
+
+def test_tap_guard_is_installed_for_ovn_only(monkeypatch, tmp_path):
+    from rally_lm_testbed import compute, config
+    monkeypatch.setattr(config, "private_path",
+                        lambda host, path: tmp_path / host.name / path.lstrip("/"))
+    host = layout.COMPUTES[0]
+    hook = tmp_path / host.name / "etc/libvirt/hooks/qemu"
+    compute.libvirt_configure(host, "ovn")
+    assert hook.read_text() == compute.TAP_GUARD_HOOK.read_text()
+    assert hook.stat().st_mode & 0o111
+    compute.libvirt_configure(host, "linuxbridge")
+    assert not hook.exists()

@@ -165,3 +165,138 @@ def test_a_real_migration_there_and_back_is_found_by_its_server():
     assert {e.addresses for e in mine} == {"unknown"}
     assert sdn.port_events(events, "10.231.48.167", 0, 1e9) == []
     assert {e.device for e in events} == {LIVE_SERVER}
+
+
+# -- the listener against a real southbound database -------------------------------------
+
+SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
+
+
+@pytest.fixture
+def southbound(tmp_path):
+    """A private ovsdb-server holding OVN's southbound schema, on a unix socket."""
+    import shutil
+    import subprocess
+    import time
+
+    tools = ("ovsdb-server", "ovsdb-tool", "ovsdb-client", "ovn-sbctl")
+    if not SB_SCHEMA.exists() or not all(shutil.which(t) for t in tools):
+        pytest.skip("Open vSwitch's ovsdb tools and OVN's southbound schema are not installed")
+    db, sock = tmp_path / "sb.db", tmp_path / "sb.sock"
+    subprocess.run(["ovsdb-tool", "create", str(db), str(SB_SCHEMA)], check=True)
+    server = subprocess.Popen(["ovsdb-server", str(db), f"--remote=punix:{sock}",
+                               f"--unixctl={tmp_path / 'ctl'}", "--no-chdir"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    remote = f"unix:{sock}"
+
+    def sbctl(*args: str) -> str:
+        return subprocess.run(["ovn-sbctl", f"--db={remote}", *args], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    yield remote, sbctl, server
+    server.terminate()
+    server.wait(10)
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_the_listener_follows_a_migrations_steps_in_a_real_southbound_database(southbound):
+    remote, sbctl, _server = southbound
+    sbctl("chassis-add", "hv1", "geneve", "10.99.0.1")
+    sbctl("chassis-add", "hv2", "geneve", "10.99.0.2")
+    hv1 = sbctl("--bare", "--columns=_uuid", "find", "Chassis", "name=hv1")
+    hv2 = sbctl("--bare", "--columns=_uuid", "find", "Chassis", "name=hv2")
+    datapath = sbctl("create", "Datapath_Binding", "tunnel_key=1")
+    port = sbctl("create", "Port_Binding", "logical_port=port-1", f"datapath={datapath}",
+                 "tunnel_key=1", 'mac="fa:16:3e:00:00:01 10.0.0.5"', f"chassis={hv1}",
+                 'external_ids:"neutron:device_id"=server-1', "up=true")
+    listener = sdn.SouthboundListener(remote).start()
+    assert listener.error is None
+    assert listener.table.chassis_names == {hv1: "hv1", hv2: "hv2"}
+    _wait_for(lambda: listener.table.rows)  # the monitor's initial rows: state, no events
+    assert listener.events() == []
+    # The steps Neutron and the two ovn-controllers write, one transaction each.
+    sbctl("set", "Port_Binding", port, 'options:requested-chassis="hv1,hv2"',
+          "options:activation-strategy=rarp")
+    sbctl("set", "Port_Binding", port, f"additional_chassis={hv2}")
+    sbctl("set", "Port_Binding", port, 'options:additional-chassis-activated="hv1,hv2"')
+    sbctl("set", "Port_Binding", port, f"chassis={hv2}", "additional_chassis=[]")
+    sbctl("set", "Port_Binding", port, "up=false")
+    # Another VM's port, booting: no chassis yet, then bound; two addresses.
+    other = sbctl("create", "Port_Binding", "logical_port=port-2", f"datapath={datapath}",
+                  "tunnel_key=2", 'mac=["fa:16:3e:00:00:02 10.0.0.6",unknown]')
+    sbctl("set", "Port_Binding", other, f"chassis={hv1}")
+    _wait_for(lambda: len(listener.events()) >= 7)
+    events = listener.stop()
+    assert listener.error is None
+    assert [(e.kind, e.chassis) for e in events] == [
+        ("requested", None), ("claimed", "hv2"), ("activated", "hv2"), ("moved", "hv2"),
+        ("released", "hv2"), ("down", "hv2"), ("moved", "hv1")]
+    assert [e.detail for e in events] == [
+        "activation-strategy=rarp, requested-chassis=hv1,hv2", "",
+        "additional-chassis-activated=hv2", "from hv1", "", "", "from (none)"]
+    booted = events.pop()
+    assert (booted.port, booted.device) == ("port-2", "")
+    assert booted.addresses == "fa:16:3e:00:00:02 10.0.0.6 unknown"
+    assert sdn.port_events([booted], "10.0.0.6", 0, 2e9) == [booted]
+    assert [e.wall for e in events] == sorted(e.wall for e in events)
+    assert {(e.port, e.device, e.addresses) for e in events} == {
+        ("port-1", "server-1", "fa:16:3e:00:00:01 10.0.0.5")}
+    assert sdn.port_events(events, "10.0.0.9", 0, 2e9, device="server-1") == events
+    assert sdn.port_events(events, "10.0.0.5", 0, 2e9) == events
+    assert sdn.port_events(events, "10.0.0.9", 0, 2e9, device="server-2") == []
+
+
+def test_the_listener_says_when_the_database_went_away(southbound):
+    remote, _sbctl, server = southbound
+    listener = sdn.SouthboundListener(remote).start()
+    _wait_for(lambda: listener._stream is not None)
+    server.terminate()
+    server.wait(10)
+    _wait_for(lambda: listener._stream.proc.poll() is not None)
+    assert listener.stop() == []
+    assert listener.error.startswith(f"ovsdb-client monitor {remote} stopped early: ")
+
+
+def test_the_listener_reports_an_unreachable_database_or_a_missing_client(tmp_path,
+                                                                          monkeypatch):
+    import shutil
+    if not shutil.which("ovsdb-client"):
+        pytest.skip("ovsdb-client is not installed")
+    listener = sdn.SouthboundListener(f"unix:{tmp_path / 'nothing.sock'}").start()
+    assert listener.error.startswith("OVN southbound database not readable: ")
+    assert listener.stop() == []
+    monkeypatch.setattr(sdn.shutil, "which", lambda name: None)
+    missing = sdn.SouthboundListener("tcp:127.0.0.1:1").start()
+    assert missing.error == "ovsdb-client is not installed (openvswitch-common)"
+    assert missing.chassis_names() == {} and missing.stop() == []
+
+
+def _event(kind: str, wall: float, chassis: str = "hv2") -> sdn.PortEvent:
+    return sdn.PortEvent(wall, "port-1", "fa:16:3e:00:00:01 10.0.0.5", kind, chassis)
+
+
+def test_the_share_is_ended_by_the_last_activation_or_move_before_the_first_request_through():
+    events = [_event("claimed", 9.0), _event("activated", 10.0), _event("moved", 10.2),
+              _event("up", 10.25), _event("moved", 10.5, "hv1")]
+    share = sdn.attribute(events, resumed_wall=10.1, first_through_wall=10.3)
+    assert share == {"network_share_ms": 200.0, "ended_by": "moved hv2",
+                     "ended_by_after_resume_ms": 100.0, "first_through_after_ender_ms": 100.0}
+    # Within the probe's resolution (slack) an event just after still counts;
+    # exactly at the first request through counts without it.
+    assert sdn.attribute(events, 10.1, 10.45, slack=0.05)["ended_by"] == "moved hv1"
+    assert sdn.attribute(events, 10.1, 10.45)["ended_by"] == "moved hv2"
+    assert sdn.attribute(events, 10.1, 10.5)["ended_by"] == "moved hv1"
+    assert sdn.attribute(events, 10.1, 10.2004)["network_share_ms"] == 100.4
+    unnamed = sdn.attribute([_event("activated", 10.0, None)], 10.0, 10.0001234)
+    assert unnamed == {"network_share_ms": 0.123, "ended_by": "activated",
+                       "ended_by_after_resume_ms": 0.0, "first_through_after_ender_ms": 0.123}
+    assert sdn.attribute(events, None, 10.3) is None and sdn.attribute(events, 10.1, None) is None
