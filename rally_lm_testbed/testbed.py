@@ -199,12 +199,16 @@ def down(quiet: bool = False) -> None:
 
 
 def set_mode(storage: str | None, tunnelled: str | None,
-             policy_changes: dict | None = None, reset_policy: bool = False) -> dict:
+             policy_changes: dict | None = None, reset_policy: bool = False,
+             guests_gone_within: float = 0.0) -> dict:
     """Switch storage, tunnelling and/or the migration policy; restarts nova-compute only.
 
     ``policy_changes`` names Policy fields to change (the rest keep their
     current values; ``reset_policy`` starts from Nova's defaults instead).
-    Refused before anything changes when Nova would refuse the result.
+    Refused before anything changes when Nova would refuse the result. A
+    storage switch needs the computes without guests: ``guests_gone_within``
+    seconds are given to guests being deleted (a task's cleanup still under
+    way) before that refusal.
     """
     mode = read_mode()
     preflight(mode["network"])
@@ -227,7 +231,11 @@ def set_mode(storage: str | None, tunnelled: str | None,
             f"policy={wanted.name()} already; nothing restarted")
         return new
     if new["storage"] != mode["storage"]:
+        deadline = time.monotonic() + guests_gone_within
         guests = {h.name: guests_on(h) for h in layout.COMPUTES}
+        while any(guests.values()) and time.monotonic() < deadline:
+            time.sleep(2)
+            guests = {h.name: guests_on(h) for h in layout.COMPUTES}
         if any(guests.values()):
             raise RuntimeError(f"cannot switch storage with guests running: {guests}; "
                                "delete the servers first")

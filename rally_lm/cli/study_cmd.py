@@ -94,6 +94,8 @@ def cell_args(base: dict, cell: matrix.StudyCell, vms: int, round_trips: int,
 
 #: How long an aborted task may take to clean up (delete its VMs) before it is killed.
 ABORT_WAIT_S = 300.0
+#: Seconds a storage switch between cells waits for a failed cell's VMs to go.
+GUESTS_GONE_WITHIN = 180.0
 
 
 def stop_task(proc: subprocess.Popen, output: str, abort) -> None:
@@ -149,7 +151,9 @@ class TestbedCells:
         if (mode["storage"], mode["tunnelled"], mode["policy"]) == (
                 storage, tunnelled, wanted_policy):
             return False
-        self.testbed.set_mode(storage, tunnelled, wanted_policy, reset_policy=True)
+        # A failed cell's VMs may still be going (Rally's cleanup deletes them).
+        self.testbed.set_mode(storage, tunnelled, wanted_policy, reset_policy=True,
+                              guests_gone_within=GUESTS_GONE_WITHIN)
         return True
 
     def restore(self) -> None:

@@ -275,7 +275,9 @@ class FakeTestbed:
     def read_mode(self):
         return json.loads(json.dumps(self.mode))
 
-    def set_mode(self, storage, tunnelled, policy_changes=None, reset_policy=False):
+    def set_mode(self, storage, tunnelled, policy_changes=None, reset_policy=False,
+                 guests_gone_within=0.0):
+        assert guests_gone_within == study_cmd.GUESTS_GONE_WITHIN
         self.calls.append((storage, tunnelled, policy_changes, reset_policy))
         self.mode = {"storage": storage, "tunnelled": tunnelled, "policy": policy_changes}
 
