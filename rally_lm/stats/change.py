@@ -121,7 +121,19 @@ def compare(figure: str, baseline: Sequence[float], candidate: Sequence[float],
     alpha = 1.0 - confidence
     up, down = 1.0 + tolerance, 1.0 / (1.0 + tolerance)
     n = int(min(a.size, b.size))
-    if not ratio.bounded or p is None:
+    if a.size and b.size and ratio.estimate is None:
+        # The baseline's quantile is 0 (no TCP stall at all, say): no ratio from
+        # it, so the verdict rests on the permutation test alone.
+        now = float(np.percentile(b, q * 100))
+        moved = f"{statistic} 0 -> {now:.3g} (no ratio from 0)"
+        if now == 0.0:
+            verdict, reason = "no change", f"{statistic} 0 on both sides"
+        elif p is not None and p < alpha:
+            verdict, reason = "worse", f"{moved}, p = {p:.3g}"
+        else:
+            verdict, reason = "inconclusive", (f"{moved}, p = {p:.3g}" if p is not None
+                                               else moved)
+    elif not ratio.bounded or p is None:
         verdict, reason = "inconclusive", (f"nothing to compare: {a.size} baseline and "
                                            f"{b.size} candidate values")
     elif ratio.low > up and p < alpha:

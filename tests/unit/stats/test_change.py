@@ -71,3 +71,14 @@ def test_a_change_round_trips_to_json():
     import json
     got = change.compare("duration_s", [1.0, 2.0, 3.0], [2.0, 3.0, 4.0])
     assert json.loads(json.dumps(got.to_dict()))["verdict"] == got.verdict
+
+
+def test_a_baseline_quantile_of_zero_is_judged_without_a_ratio():
+    # No TCP stall in most baseline migrations: a p50 of 0 has no ratio.
+    none_before = [0.0] * 9 + [12.0, 30.0]
+    stalls = change.compare("tcp_max_stall_ms", none_before, [40.0 + i for i in range(11)])
+    assert stalls.verdict == "worse" and stalls.change.estimate is None
+    assert stalls.reason.startswith("p50 0 -> 45 (no ratio from 0), p = ")
+    few = change.compare("tcp_max_stall_ms", none_before, [0.0] * 5 + [5.0] * 6)
+    assert few.verdict == "inconclusive" and few.reason.startswith("p50 0 -> 5 (no ratio")
+    assert change.compare("tcp_max_stall_ms", none_before, [0.0] * 11).verdict == "no change"
