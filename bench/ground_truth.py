@@ -126,24 +126,33 @@ def longest_fresh_wait(rows: list[list], start: float, end: float) -> float | No
 
 def longest_wait_span(rows: list[list], start: float, end: float) -> tuple[float, float] | None:
     """(send, reply) of the longest fresh-reply wait of a request sent within [start, end]."""
-    earliest, best = math.inf, None
-    for _seq, sent, replied in sorted(rows, key=lambda r: -r[1]):
-        if replied is not None and replied < earliest:
-            earliest = replied
-        if start <= sent <= end and earliest < math.inf and (
-                best is None or earliest - sent > best[1] - best[0]):
-            best = (sent, earliest)
-    return best
+    rows = sorted(rows, key=lambda r: r[1])
+    found = _longest_wait(rows, start, end)
+    return (rows[found[0]][1], found[2]) if found else None
 
 
 def probe_rows(packets: list, ip: str, protocol: str) -> list[list]:
     """The tool's own requests and replies as the client's capture saw them:
     [sequence, sent, replied or None] (the kernel's clock, not the probe's)."""
-    sent = {p.probe[2]: p.ts for p in packets if p.kind == protocol and p.probe
-            and p.dst == ip and p.icmp_type in (None, 8)}
-    replied = {p.probe[2]: p.ts for p in packets if p.kind == protocol and p.probe
-               and p.src == ip and p.icmp_type in (None, 0)}
-    return [[seq, ts, replied.get(seq)] for seq, ts in sorted(sent.items())]
+    seen = capture.probe_side_timeline(packets, ip, protocol, SECOND_INTERVAL)
+    return [[index, sent, None if math.isnan(replied) else replied]
+            for index, (sent, replied) in enumerate(zip(seen.sent, seen.received, strict=True))]
+
+
+def _longest_wait(rows: list[list], start: float, end: float) -> tuple[int, int, float] | None:
+    """In rows sorted by send time: (the index of the request that waited longest
+    for a fresh reply, sent within [start, end]; the index of the request whose
+    reply ended that wait; when that reply came)."""
+    earliest, by = math.inf, None
+    best = None
+    for index in range(len(rows) - 1, -1, -1):
+        _seq, sent, replied = rows[index]
+        if replied is not None and replied < earliest:
+            earliest, by = replied, index
+        if start <= sent <= end and by is not None and (
+                best is None or earliest - sent > best[2] - rows[best[0]][1]):
+            best = (index, by, earliest)
+    return best
 
 
 def fresh_wait(rows: list[list], start: float, end: float,
@@ -157,19 +166,11 @@ def fresh_wait(rows: list[list], start: float, end: float,
     """
     rows = sorted(rows, key=lambda r: r[1])
     sends = [r[1] for r in rows]
-    earliest, by = math.inf, None
-    best = None
-    for index in range(len(rows) - 1, -1, -1):
-        _seq, sent, replied = rows[index]
-        if replied is not None and replied < earliest:
-            earliest, by = replied, index
-        if start <= sent <= end and by is not None:
-            wait = (earliest - sent) * 1000.0
-            if best is None or wait > best[0]:
-                best = (wait, index, by, earliest)
-    if best is None:
+    found = _longest_wait(rows, start, end)
+    if found is None:
         return None
-    wait, waited, ender, first_reply = best
+    waited, ender, first_reply = found
+    wait = (first_reply - sends[waited]) * 1000.0
     gaps = sum(sends[i] - sends[i - 1] for i in (waited, ender) if i > 0)
     arrivals = sorted(r[2] for r in rows if r[2] is not None and r[2] >= first_reply)
     steady, run_start = None, 0

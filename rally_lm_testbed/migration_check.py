@@ -18,7 +18,11 @@ from rally_lm.clients.nova import NovaAdapter, make_client
 from rally_lm.migration.driver import MigrationDriver, MigrationPolicy
 from rally_lm.migration.evacuation import Evacuation, ProbeSettings, WorkloadVM
 from rally_lm.probes import readiness
-from rally_lm.task.contexts.nova.lm_workload import agent_user_data, probe_source_prefix
+from rally_lm.task.contexts.nova.lm_workload import (
+    agent_user_data,
+    probe_rules,
+    probe_source_prefix,
+)
 from rally_lm_testbed import bootstrap, layout
 
 #: The tiny guest ships the C agent (delivery "image").
@@ -79,13 +83,9 @@ def probe_security_group(sess, floating: bool) -> str:
         "security_group": {"name": PROBE_GROUP,
                            "description": f"rally_lm migration_check: probes from {source}"}}
     ).json()["security_group"]
-    rules = [{"protocol": "icmp"}] + [
-        {"protocol": proto, "port_range_min": AGENT[f"{proto}_echo_port"],
-         "port_range_max": AGENT[f"{proto}_echo_port"]} for proto in ("tcp", "udp")]
-    for rule in rules:
+    for rule in probe_rules(AGENT, source):
         sess.post("/v2.0/security-group-rules", endpoint_filter=NETWORK, json={
-            "security_group_rule": {"security_group_id": group["id"], "direction": "ingress",
-                                    "ethertype": "IPv4", "remote_ip_prefix": source, **rule}})
+            "security_group_rule": {"security_group_id": group["id"], **rule}})
     return PROBE_GROUP
 
 

@@ -124,7 +124,7 @@ def compare(figure: str, baseline: Sequence[float], candidate: Sequence[float],
     if a.size and b.size and ratio.estimate is None:
         # The baseline's quantile is 0 (no TCP stall at all, say): no ratio from
         # it, so the verdict rests on the permutation test alone.
-        now = float(np.percentile(b, q * 100))
+        now = cand.estimate
         moved = f"{statistic} 0 -> {now:.3g} (no ratio from 0)"
         if now == 0.0:
             verdict, reason = "no change", f"{statistic} 0 on both sides"

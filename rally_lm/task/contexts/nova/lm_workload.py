@@ -60,6 +60,19 @@ def probe_source_prefix(cidr: str) -> str:
     return f"{address}/{network.max_prefixlen}"
 
 
+def probe_rules(agent: dict, source: str) -> list[dict]:
+    """The ingress rules that let the probes in - ICMP, and TCP/UDP to the agent's
+    echo ports - from the probes' own prefix only: UDP echo open to the world
+    reflects attacks. Neutron security-group-rule bodies, without the group."""
+    ethertype = "IPv6" if ":" in source else "IPv4"
+    rules = [{"protocol": "icmp" if ethertype == "IPv4" else "ipv6-icmp"}]
+    rules += [{"protocol": proto, "port_range_min": port, "port_range_max": port}
+              for proto, port in (("tcp", agent["tcp_echo_port"]),
+                                  ("udp", agent["udp_echo_port"]))]
+    return [{"direction": "ingress", "ethertype": ethertype, "remote_ip_prefix": source,
+             **rule} for rule in rules]
+
+
 def agent_user_data(agent: dict) -> str:
     """The user data that starts the agent, as ``agent.delivery`` asks (see user_data)."""
     return user_data.user_data(agent_argv(agent), agent.get("delivery", "cloud-init"))
@@ -271,22 +284,15 @@ class LiveMigrationWorkload(context.Context):
 
     @staticmethod
     def _probe_security_group(clients, name: str, agent: dict, source: str) -> str:
-        """A group letting the probes in - ICMP, and TCP/UDP to the agent's echo ports -
-        from the probes' own prefix only: UDP echo open to the world reflects attacks."""
+        """A group letting the probes in (``probe_rules``)."""
         neutron = clients.neutron()
         group = neutron.create_security_group({"security_group": {
             "name": name,
             "description": f"rally_lm: echo probes from {source} to the workload agent"}}
         )["security_group"]
-        ethertype = "IPv6" if ":" in source else "IPv4"
-        rules = [{"protocol": "icmp" if ethertype == "IPv4" else "ipv6-icmp"}]
-        rules += [{"protocol": proto, "port_range_min": port, "port_range_max": port}
-                  for proto, port in (("tcp", agent["tcp_echo_port"]),
-                                      ("udp", agent["udp_echo_port"]))]
-        for rule in rules:
+        for rule in probe_rules(agent, source):
             neutron.create_security_group_rule({"security_group_rule": {
-                "security_group_id": group["id"], "direction": "ingress",
-                "ethertype": ethertype, "remote_ip_prefix": source, **rule}})
+                "security_group_id": group["id"], **rule}})
         return group["name"]
 
     @staticmethod
