@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="probe the guest by a floating IP (ML2/OVN: the only way in)")
     parser.add_argument("--ovn-sb", metavar="REMOTE",
                         help="OVN's southbound database (ML2/OVN): the port's binding steps")
+    parser.add_argument("--chassis-watch", action="store_true",
+                        help="with --ovn-sb: also watch both computes over ssh (the RARPs "
+                             "they receive, ovn-controller's flows installed)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the guest running on hv1 for a later --reuse")
     parser.add_argument("--reuse", action="store_true",
@@ -188,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         evacuation = Evacuation(MigrationDriver(nova, policy), [vm], "hv1", "hv2",
                                 ProbeSettings(interval=options.probe_interval), pause=1.0,
                                 hypervisor_uris=hypervisor_uris(),
-                                ovn_sb_connection=options.ovn_sb)
+                                ovn_sb_connection=options.ovn_sb,
+                                ovn_chassis_watch=options.chassis_watch)
         trip = evacuation.round_trip()
         answering = vm.ip in readiness.answering([vm.ip], AGENT["udp_echo_port"])
         server = nova.server(vm.id)

@@ -10,27 +10,35 @@ then on - from one that was stopped.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+
+#: Seconds a command holding its stdin gets to end by itself once that closes.
+STDIN_GRACE_S = 3.0
 
 
 class LineStream:
     """``argv``'s stdout, each line handed to ``on_line(line, wall)`` as it arrives."""
 
     def __init__(self, argv: list[str], name: str, on_line: Callable[[str, float], None],
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, hold_stdin: bool = False) -> None:
         self.argv = argv
         self.name = name
         self.on_line = on_line
         self.env = env
+        # A command run over ssh outlives a killed ssh client until it next
+        # writes; one that waits for its stdin to close (see sdn.HELD) does not.
+        self.hold_stdin = hold_stdin
         self.proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> LineStream:
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=self.env)
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
+            stdin=subprocess.PIPE if self.hold_stdin else None)
         self._thread = threading.Thread(target=self._read, name=self.name, daemon=True)
         self._thread.start()
         return self
@@ -45,6 +53,13 @@ class LineStream:
         if self.proc is None:
             return None
         exited_early = self.proc.poll() is not None
+        if self.proc.stdin is not None:
+            # EOF first: over ssh it reaches the remote command, which then ends
+            # itself (and ssh with it); a terminated ssh client may not pass it on.
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=STDIN_GRACE_S)
         self.proc.terminate()
         try:
             self.proc.wait(timeout=5)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from rally_lm.clients import hosts
 from rally_lm.clients.nova import NovaError
 from rally_lm.migration import hypervisor, phases, sdn
 from rally_lm.migration.driver import (
@@ -211,6 +212,7 @@ class Evacuation:
         timer: Callable[[str], Any] | None = None,
         progress: Callable[[MigrationRecord, dict[str, Any]], None] | None = None,
         ovn_sb_connection: str | None = None,
+        ovn_chassis_watch: bool = False,
     ) -> None:
         if source == target:
             raise ValueError("source and target host are the same")
@@ -226,6 +228,9 @@ class Evacuation:
         self.progress = progress
         #: OVN's southbound database (``tcp:host:6642``): the port bindings' view.
         self.ovn_sb_connection = ovn_sb_connection
+        #: With it, each compute's own view too (sdn.ChassisListener, over the ssh
+        #: login of its qemu+ssh:// hypervisor URI): RARPs received, flows installed.
+        self.ovn_chassis_watch = ovn_chassis_watch
         #: The round trip under way: readable even if round_trip() raised.
         self.trip = RoundTrip()
         self._udp: DowntimeProbe | None = None
@@ -256,6 +261,7 @@ class Evacuation:
         self._listeners = listeners
         southbound = sdn.SouthboundListener(self.ovn_sb_connection).start() \
             if self.ovn_sb_connection else None
+        chassis = self._chassis_listeners() if southbound is not None else []
         try:
             for direction, src, dst in (("out", self.source, self.target),
                                         ("back", self.target, self.source)):
@@ -277,6 +283,11 @@ class Evacuation:
             port_events: list[sdn.PortEvent] | None = None
             if southbound is not None:
                 port_events = southbound.stop()
+                for watch in chassis:
+                    # Named by the southbound rows: a RARP by its MAC, flows by port.
+                    port_events += [southbound.table.identify(e) for e in watch.stop()]
+                    if watch.error:
+                        trip.errors.append(watch.error)
                 if southbound.error:
                     trip.errors.append(southbound.error)
                     port_events = None
@@ -284,6 +295,19 @@ class Evacuation:
             trip.api_requests = dict(collections.Counter(self.driver.adapter.requests) - asked)
             trip.host_load = load.stop().to_dict()
         return trip
+
+    def _chassis_listeners(self) -> list[sdn.ChassisListener]:
+        if not self.ovn_chassis_watch:
+            return []
+        shells = {host: hosts.ssh_command(self.hypervisor_uris.get(host, ""))
+                  for host in (self.source, self.target)}
+        missing = sorted(host for host, shell in shells.items() if shell is None)
+        if missing:
+            # The validator refuses this before anything boots; a caller without it:
+            self.trip.errors.append(f"ovn_chassis_watch: no qemu+ssh:// hypervisor URI for "
+                                    f"{', '.join(missing)}")
+        return [sdn.ChassisListener(host, shell).start()
+                for host, shell in shells.items() if shell is not None]
 
     # -- probes ----------------------------------------------------------------------
 
@@ -688,7 +712,8 @@ class Evacuation:
         through = anatomy.get("first_through")
         found = sdn.attribute(mine, resumed,
                               clock.to_wall(through) if through is not None else None,
-                              slack=anatomy.get("resolution_ms", 0.0) / 1000.0)
+                              slack=anatomy.get("resolution_ms", 0.0) / 1000.0,
+                              destination=record.target)
         if found is not None:
             record.measurements["network"]["sdn"] = found
 

@@ -19,6 +19,19 @@ event          what happened                                              who wr
 ``up``         ``up`` turned true / false (flows installed / removed)     ovn-controller
 =============  =========================================================  ==============
 
+With ``ovn_chassis_watch``, each compute's own view joins them, read over the
+ssh login of its ``qemu+ssh://`` hypervisor URI (:class:`ChassisListener`):
+
+===============  =======================================================  ==============
+``rarp``         a RARP frame from the port's MAC arrived on a device of  QEMU (the guest
+                 that compute (``tcpdump``): QEMU announcing the guest    announced)
+                 where it resumed it, the frame OVN activates the port by
+``installed``    ``ovn-installed`` set on the port's OVS interface there: ovn-controller
+                 ovn-controller has installed the port's flows on that
+                 chassis (also for an additional chassis, before the copy)
+``uninstalled``  ``ovn-installed`` cleared (the port released there)      ovn-controller
+===============  =======================================================  ==============
+
 :class:`SouthboundListener` follows those rows while a round trip runs, with
 ``ovsdb-client monitor`` (Open vSwitch's own client: ``openvswitch-common``
 on the Rally host, and read access to the southbound database, e.g.
@@ -39,16 +52,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rally_lm.clients.stream import LineStream
 
-EVENT_KINDS = ("claimed", "requested", "activated", "moved", "released", "up", "down")
+EVENT_KINDS = ("claimed", "requested", "activated", "moved", "released", "up", "down",
+               "rarp", "installed", "uninstalled")
 #: What the listener asks of each Port_Binding row.
 COLUMNS = ("logical_port", "mac", "chassis", "additional_chassis", "options", "up",
            "external_ids")
@@ -71,6 +86,9 @@ class PortEvent:
     detail: str = ""
     #: The port's device (``neutron:device_id``: a VM's server ID), if Neutron set it.
     device: str = ""
+    #: The compute's own stamp (its wall clock), for events a compute saw: the
+    #: capture's kernel time of a RARP, ovn-controller's ``ovn-installed-ts``.
+    host_wall: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,6 +132,32 @@ def _chassis_list(value: Any) -> list[str]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def monitor_rows(line: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """The rows of one ``ovsdb-client --format=json monitor`` line that carry a
+    row's state: (row UUID, action, column -> raw value).
+
+    A modified row comes as an "old" entry (only the changed columns, its UUID)
+    and a "new" one (every column, its UUID left out); a deleted row is gone and
+    carries nothing; "initial" rows are state at the start, not events. A line
+    that is not a table (the monitor's other output) has none.
+    """
+    try:
+        table = json.loads(line)
+    except ValueError:
+        return
+    if not isinstance(table, dict) or "data" not in table:
+        return
+    headings = table.get("headings", [])
+    current_uuid = ""
+    for raw in table["data"]:
+        entry = dict(zip(headings, raw, strict=False))
+        action = entry.get("action")
+        uuid = entry.get("row") or current_uuid
+        current_uuid = uuid
+        if action not in ("old", "delete"):
+            yield uuid, action, entry
+
+
 class PortTable:
     """The rows seen so far, and the events their updates make (``update()``).
 
@@ -129,27 +173,9 @@ class PortTable:
         return None if uuid is None else self.chassis_names.get(uuid, uuid)
 
     def update(self, line: str, wall: float) -> list[PortEvent]:
-        """One ``ovsdb-client --format=json monitor`` line: the events it holds.
-
-        A modified row comes as an "old" entry (only the changed columns) and a
-        "new" one (every column); "initial" rows are state, not events.
-        """
-        try:
-            table = json.loads(line)
-        except ValueError:
-            return []
-        if not isinstance(table, dict) or "data" not in table:
-            return []
-        headings = table.get("headings", [])
+        """One ``ovsdb-client --format=json monitor`` line: the events it holds."""
         events: list[PortEvent] = []
-        current_uuid = ""
-        for raw in table["data"]:
-            entry = dict(zip(headings, raw, strict=False))
-            action = entry.get("action")
-            uuid = entry.get("row") or current_uuid
-            current_uuid = uuid
-            if action in ("old", "delete"):
-                continue
+        for uuid, action, entry in monitor_rows(line):
             new = {column: _atom(entry.get(column)) for column in COLUMNS}
             old = self.rows.get(uuid)
             self.rows[uuid] = new
@@ -157,6 +183,19 @@ class PortTable:
                 continue
             events += self._diff(old, new, wall)
         return events
+
+    def identify(self, event: PortEvent) -> PortEvent:
+        """A compute's event (named by logical port or by MAC only) with its port's
+        addresses and device from the rows seen; unchanged when no row matches."""
+        for row in self.rows.values():
+            mac = row["mac"]
+            addresses = " ".join(mac) if isinstance(mac, list) else mac or ""
+            if (event.port and row["logical_port"] == event.port) or (
+                    not event.port and addresses.split()[:1] == [event.addresses]):
+                device = (row["external_ids"] or {}).get("neutron:device_id", "")
+                return dataclasses.replace(event, port=row["logical_port"] or "",
+                                           addresses=addresses, device=device)
+        return event
 
     def _diff(self, old: dict, new: dict, wall: float) -> list[PortEvent]:
         port = new["logical_port"] or ""
@@ -270,15 +309,141 @@ class SouthboundListener:
         return self.events()
 
 
+#: A remote command that ends when its ssh client's stdin closes (LineStream's
+#: ``hold_stdin``) or when it ends itself - then its stream sees it gone. (A
+#: background job's stdin is /dev/null unless redirected: hence fd 3.)
+HELD = ("PATH=$PATH:/usr/sbin:/sbin; exec 3<&0; {command} </dev/null & c=$!; "
+        "(cat <&3 >/dev/null; kill $c 2>/dev/null) & exec 3<&-; wait $c")
+#: The compute's Open vSwitch database: its interfaces' ``external_ids``.
+OVS_MONITOR = ("stdbuf -oL ovsdb-client --format=json monitor Open_vSwitch Interface "
+               "name,external_ids")
+#: RARP frames on any device of the compute, each line as it is captured.
+RARP_CAPTURE = "tcpdump -i any -nn -e -tt -l --immediate-mode rarp"
+#: What the watch needs on a compute: both tools, the database, the right to capture
+#: (a capture that starts and is stopped by ``timeout`` exits 124).
+CHASSIS_CHECK = ("PATH=$PATH:/usr/sbin:/sbin; command -v tcpdump >/dev/null || "
+                 "{ echo 'tcpdump is not installed'; exit 1; }; "
+                 "command -v ovsdb-client >/dev/null || "
+                 "{ echo 'ovsdb-client is not installed (openvswitch-common)'; exit 1; }; "
+                 "ovsdb-client list-dbs 2>&1 | grep -q Open_vSwitch || "
+                 "{ echo 'no Open_vSwitch database at ovsdb-client default socket'; exit 1; }; "
+                 "err=$(timeout 1 tcpdump -i any -nn -c 1 rarp 2>&1 >/dev/null); rc=$?; "
+                 "[ $rc = 124 ] || [ $rc = 0 ] || "
+                 "{ echo \"tcpdump cannot capture: $err\" | tail -c 300; exit 1; }")
+
+# tcpdump -e on "any" (Linux cooked v2): time, device, direction, ifindex, source MAC.
+_RARP_LINE = re.compile(
+    r"^(?P<stamp>\d+\.\d+)\s+(?P<device>\S+)\s+(?P<direction>In|Out|B|M|P)\s+ifindex \d+ "
+    r"(?P<mac>[0-9a-f]{2}(?::[0-9a-f]{2}){5}) ethertype Reverse ARP")
+
+
+def rarp_event(line: str, wall: float, chassis: str) -> PortEvent | None:
+    """A captured RARP frame the compute received (not one it sent on): the
+    announcing MAC; None for any other line."""
+    match = _RARP_LINE.match(line)
+    if match is None or match["direction"] == "Out":
+        return None
+    return PortEvent(wall, "", match["mac"], "rarp", chassis, f"on {match['device']}",
+                     host_wall=float(match["stamp"]))
+
+
+class InterfaceTable:
+    """A compute's OVS interfaces: ``installed`` / ``uninstalled`` when ovn-controller
+    sets or clears ``ovn-installed`` on a port's interface (``iface-id``)."""
+
+    def __init__(self, chassis: str) -> None:
+        self.chassis = chassis
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def update(self, line: str, wall: float) -> list[PortEvent]:
+        """One ``ovsdb-client --format=json monitor`` line: the events it holds."""
+        events: list[PortEvent] = []
+        for uuid, action, entry in monitor_rows(line):
+            ids = _atom(entry.get("external_ids")) or {}
+            old = self.rows.get(uuid)
+            self.rows[uuid] = ids
+            if action == "initial":
+                continue
+            was = (old or {}).get("ovn-installed") == "true"
+            now = ids.get("ovn-installed") == "true"
+            if was == now or not ids.get("iface-id"):
+                continue
+            stamp = ids.get("ovn-installed-ts")
+            events.append(PortEvent(
+                wall, ids["iface-id"], "", "installed" if now else "uninstalled",
+                self.chassis, f"on {_atom(entry.get('name')) or '?'}",
+                host_wall=int(stamp) / 1000.0 if now and stamp and stamp.isdigit() else None))
+        return events
+
+
+class ChassisListener:
+    """One compute's own view while a round trip runs: its OVS interfaces'
+    ``ovn-installed`` marks and the RARP frames it receives, each through a
+    command run over ``shell`` (the ssh command line of its hypervisor URI)."""
+
+    def __init__(self, chassis: str, shell: list[str]) -> None:
+        self.chassis = chassis
+        self.shell = shell
+        self.interfaces = InterfaceTable(chassis)
+        self._events: list[PortEvent] = []
+        self._lock = threading.Lock()
+        self._streams: list[LineStream] = []
+        self.error: str | None = None
+
+    def start(self) -> ChassisListener:
+        for name, command, on_line in (("ovs", OVS_MONITOR, self._interface_line),
+                                       ("rarp", RARP_CAPTURE, self._rarp_line)):
+            self._streams.append(LineStream(
+                [*self.shell, HELD.format(command=command)], f"{self.chassis}-{name}",
+                on_line, hold_stdin=True).start())
+        return self
+
+    def _add(self, found: list[PortEvent]) -> None:
+        if found:
+            with self._lock:
+                self._events += found
+
+    def _interface_line(self, line: str, wall: float) -> None:
+        self._add(self.interfaces.update(line, wall))
+
+    def _rarp_line(self, line: str, wall: float) -> None:
+        event = rarp_event(line, wall, self.chassis)
+        self._add([event] if event else [])
+
+    def stop(self) -> list[PortEvent]:
+        for stream in self._streams:
+            died = stream.stop()
+            if died is not None and self.error is None:
+                self.error = f"{self.chassis}: {stream.name} watch stopped early: {died}"
+        with self._lock:
+            return sorted(self._events, key=lambda e: e.wall)
+
+
+def check_chassis(shell: list[str], run=subprocess.run, timeout: float = 30.0) -> str | None:
+    """Why the chassis watch cannot run through ``shell``, or None when it can."""
+    try:
+        done = run([*shell, CHASSIS_CHECK], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no shell: {exc}"
+    if done.returncode != 0:
+        return (done.stdout.strip() or done.stderr.strip()[-300:]
+                or f"exit {done.returncode}")
+    return None
+
+
 def attribute(events: list[PortEvent], resumed_wall: float | None,
-              first_through_wall: float | None, slack: float = 0.0) -> dict[str, Any] | None:
+              first_through_wall: float | None, slack: float = 0.0,
+              destination: str | None = None) -> dict[str, Any] | None:
     """The network's share of an outage, joined to the event that ended it.
 
     From the guest's resume on the destination (libvirt's event) to the first
     request that got through (the probe): requests lost meanwhile were lost
     by the network. The event named is the last ``activated`` or ``moved``
     before that first request (within ``slack``, the probe's resolution):
-    what let the traffic through. None when either end is unknown.
+    what let the traffic through. None when either end is unknown. With the
+    computes' own view, the first RARP the destination received (QEMU's
+    announcement of the resumed guest) is placed against the resume and the
+    activation it caused.
     """
     if resumed_wall is None or first_through_wall is None:
         return None
@@ -292,4 +457,14 @@ def attribute(events: list[PortEvent], resumed_wall: float | None,
                       "ended_by_after_resume_ms": round((ender.wall - resumed_wall) * 1000.0, 3),
                       "first_through_after_ender_ms": round(
                           (first_through_wall - ender.wall) * 1000.0, 3)})
+    rarps = [e for e in events if e.kind == "rarp"
+             and (destination is None or e.chassis == destination)]
+    if rarps:
+        rarp = min(rarps, key=lambda e: e.wall)
+        found["rarp_after_resume_ms"] = round((rarp.wall - resumed_wall) * 1000.0, 3)
+        activations = [e for e in events if e.kind == "activated" and e.wall >= rarp.wall
+                       and (destination is None or e.chassis == destination)]
+        if activations:
+            found["activated_after_rarp_ms"] = round(
+                (activations[0].wall - rarp.wall) * 1000.0, 3)
     return found

@@ -287,7 +287,9 @@ class NetworkViewValidator(validation.Validator):
     """OVN's southbound database answers where ``ovn_sb_connection`` says.
 
     Checked before any VM boots: ovsdb-client is installed where Rally runs
-    and reads the database's chassis.
+    and reads the database's chassis. With ``ovn_chassis_watch``, each compute
+    concerned has a ``qemu+ssh://`` URI whose login finds tcpdump, ovsdb-client
+    and its Open vSwitch database, and may capture.
 
     :param param_name: scenario argument naming the southbound database
     """
@@ -297,7 +299,10 @@ class NetworkViewValidator(validation.Validator):
         self.param_name = param_name
 
     def validate(self, context, config, plugin_cls, plugin_cfg):
-        remote = config.get("args", {}).get(self.param_name)
+        args = config.get("args", {})
+        remote = args.get(self.param_name)
+        if args.get("ovn_chassis_watch"):
+            self._chassis(args, remote)
         if not remote:
             return
         listener = sdn.SouthboundListener(remote)
@@ -310,6 +315,23 @@ class NetworkViewValidator(validation.Validator):
         if not chassis:
             self.fail(f"{self.param_name} {remote}: OVN's southbound database lists no "
                       "chassis: is it this cloud's?")
+
+    def _chassis(self, args: dict, remote: str | None) -> None:
+        """``ovn_chassis_watch``: each compute concerned gives a shell that can watch."""
+        if not remote:
+            self.fail(f"ovn_chassis_watch needs {self.param_name} (the ports' steps name "
+                      "what the computes see)")
+        uris = args.get("hypervisor_uris") or {}
+        wanted = [h for h in (args.get("source_host"), args.get("target_host")) if h] \
+            or sorted(uris)
+        for host in wanted:
+            shell = hosts.ssh_command(uris.get(host, ""))
+            if shell is None:
+                self.fail(f"ovn_chassis_watch: {host} needs a qemu+ssh:// URI in "
+                          "hypervisor_uris (the watch runs over its ssh login)")
+            why = sdn.check_chassis(shell)
+            if why is not None:
+                self.fail(f"ovn_chassis_watch: {host}: {why}")
 
 
 @validation.configure(name="lm_influx")

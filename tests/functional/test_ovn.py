@@ -23,6 +23,15 @@ from tests.functional.test_testbed import (
     record,
 )
 
+
+def records_of(report) -> list[dict]:
+    """The migration records a Rally JSON report kept (its "Migration records" charts)."""
+    data = json.loads(report.read_text())
+    workload = data["tasks"][0]["subtasks"][0]["workloads"][0]
+    return [r for it in workload["data"] for chart in it["output"]["complete"]
+            if chart["title"].startswith("Migration records")
+            for r in json.loads(chart["data"][0])]
+
 pytestmark = [pytest.mark.functional, pytest.mark.testbed, pytest.mark.last]
 
 
@@ -54,7 +63,7 @@ def test_up_with_ovn_runs_a_chassis_per_host_and_patches_nothing_of_the_machine(
 @pytest.mark.parametrize("storage", ["ceph", "local"])
 def test_a_guest_there_and_back_on_ovn_with_its_ports_steps(ovn_testbed, storage):
     testbed.set_mode(storage, "off")
-    result = migration_check("--floating", "--ovn-sb", ovn.SB_REMOTE,
+    result = migration_check("--floating", "--ovn-sb", ovn.SB_REMOTE, "--chassis-watch",
                              "--probe-interval", "0.02")
     records = result["records"]
     assert [r["outcome"] for r in records] == ["completed", "completed"], records
@@ -75,6 +84,10 @@ def test_a_guest_there_and_back_on_ovn_with_its_ports_steps(ovn_testbed, storage
         assert ("claimed", target) in steps and ("activated", target) in steps, steps
         assert ("moved", target) in steps, steps
         assert kinds.index("claimed") < kinds.index("activated") < kinds.index("moved"), steps
+        # The computes' own view (ssh): ovn-controller's flows for the port installed on
+        # the destination before the guest moved, QEMU's RARP received there.
+        assert ("installed", target) in steps and ("rarp", target) in steps, steps
+        assert kinds.index("installed") < kinds.index("activated"), steps
         network = migration["measurements"]["network"]
         assert 0 < network["client_downtime_ms"] < 10_000, network
         share = network["sdn"]
@@ -106,6 +119,10 @@ def test_a_rally_cell_on_ovn_names_what_ended_each_outage(ovn_testbed):
     assert [r["outcome"] for r in rows] == ["completed", "completed"], rows
     assert [r["network_ended_by"] for r in rows] == ["activated hv2", "activated hv1"], rows
     assert all(r["network_share_ms"] is not None for r in rows), rows
+    # The args file watches both computes: each migration's RARP, received where it went.
+    kept = records_of(run.json)
+    assert [sorted({e["chassis"] for e in r["measurements"]["sdn_events"]
+                    if e["kind"] == "rarp"}) for r in kept] == [["hv2"], ["hv1"]], kept
     leftovers = testbed.bootstrap("leftovers")
     assert leftovers["servers"] == [] and "floating_ips" not in leftovers, leftovers
     record("rally_ovn", {"uuid": run.uuid, "rows": [

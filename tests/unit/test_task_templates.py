@@ -71,6 +71,9 @@ def test_every_args_file_renders_a_valid_task(args_file, monkeypatch):
     # OVN's southbound database is that cloud's, never to be asked from here.
     monkeypatch.setattr(sdn.SouthboundListener, "chassis_names",
                         lambda self, timeout=10.0: {"c0ffee": "hv1"})
+    # So are the computes a chassis watch would ssh into.
+    watched: list[str] = []
+    monkeypatch.setattr(sdn, "check_chassis", lambda shell: watched.append(shell[-2]))
     args = yaml.safe_load(args_file.read_text())
     task = render(**args)
     assert syntax_errors(task) == ""
@@ -79,6 +82,11 @@ def test_every_args_file_renders_a_valid_task(args_file, monkeypatch):
     assert workload["args"]["labels"]["storage"] == args["storage"]
     assert workload["contexts"]["lm_workload"]["source_host"] == args["source_host"]
     assert set(workload["sla"]) >= {"lm_success_rate", "lm_max_downtime", "lm_tcp_continuity"}
+    # The args file's chassis watch reaches the scenario, and its check each compute.
+    assert workload["args"].get("ovn_chassis_watch", False) == args.get("ovn_chassis_watch",
+                                                                        False)
+    assert watched == (["root@10.231.0.11", "root@10.231.0.12"]
+                       if args.get("ovn_chassis_watch") else [])
 
 
 @pytest.mark.parametrize("rate, label", [([4, 16, 48], "4,16,48"), (8, "8"), (2.5, "2.5")])

@@ -90,7 +90,8 @@ def test_each_backend_names_its_own_daemons():
             "hv2-ovs-vswitchd", "net-ovn-controller"} <= set(with_ovn)
 
 
-def _run_hook(tmp_path, op: str, xml: str, setup: str) -> tuple[str, str]:
+def _run_hook(tmp_path, op: str, xml: str, setup: str,
+              after: str = "sleep 1.5") -> tuple[str, str]:
     """The tap guard hook in a private network namespace with one real tap; the
     tap's link line after it ran and what the hook logged."""
     import os
@@ -100,7 +101,7 @@ def _run_hook(tmp_path, op: str, xml: str, setup: str) -> tuple[str, str]:
     from rally_lm_testbed import compute
     log = tmp_path / f"guard-{op}-{len(list(tmp_path.iterdir()))}.log"
     script = (f"ip tuntap add dev tapguard0 mode tap && {setup} && "
-              f"sh {compute.TAP_GUARD_HOOK} instance-1 {op} begin - && sleep 1.5 && "
+              f"sh {compute.TAP_GUARD_HOOK} instance-1 {op} begin - && {after} && "
               "ip -o link show dev tapguard0")
     done = subprocess.run(["unshare", "--net", "sh", "-c", script], input=xml, text=True,
                           capture_output=True, timeout=30,
@@ -119,6 +120,15 @@ def test_tap_guard_brings_a_tap_that_ovs_took_down_back_up(tmp_path):
     assert ",UP" in link
     assert "instance-1: watching tapguard0" in logged
     assert "tapguard0 was down, set up" in logged
+
+
+def test_tap_guard_catches_a_tap_taken_down_while_it_watches(tmp_path):
+    # The race: vswitchd's write lands after libvirt's UP, once the watch began.
+    link, logged = _run_hook(tmp_path, "start", DOMAIN_XML,
+                             "ip link set dev tapguard0 up",
+                             after="sleep 0.5 && ip link set dev tapguard0 down && sleep 0.6")
+    assert ",UP" in link, link
+    assert logged.count("tapguard0 was down, set up") == 1, logged
 
 
 def test_tap_guard_leaves_an_up_tap_and_other_operations_alone(tmp_path):

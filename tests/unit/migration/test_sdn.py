@@ -300,3 +300,198 @@ def test_the_share_is_ended_by_the_last_activation_or_move_before_the_first_requ
     assert unnamed == {"network_share_ms": 0.123, "ended_by": "activated",
                        "ended_by_after_resume_ms": 0.0, "first_through_after_ender_ms": 0.123}
     assert sdn.attribute(events, None, 10.3) is None and sdn.attribute(events, 10.1, None) is None
+
+
+def test_the_destinations_first_rarp_is_placed_against_the_resume_and_the_activation():
+    # QEMU announces the guest a few times; a RARP elsewhere (the source) is not it.
+    events = [_event("claimed", 9.0), _event("rarp", 9.98, "hv1"), _event("rarp", 10.004),
+              _event("activated", 10.0), _event("rarp", 10.06), _event("activated", 10.02),
+              _event("activated", 10.5, "hv1")]
+    share = sdn.attribute(events, resumed_wall=10.01, first_through_wall=10.03,
+                          destination="hv2")
+    assert share["ended_by"] == "activated hv2"
+    assert share["rarp_after_resume_ms"] == pytest.approx(-6.0)
+    assert share["activated_after_rarp_ms"] == pytest.approx(16.0)
+    # Without a destination named, any compute's first RARP and activation after it.
+    anywhere = sdn.attribute(events, 10.01, 10.03)
+    assert anywhere["rarp_after_resume_ms"] == pytest.approx(-30.0)
+    assert anywhere["activated_after_rarp_ms"] == pytest.approx(20.0)
+    # No RARP seen (no chassis watch): nothing said about it.
+    plain = sdn.attribute([e for e in events if e.kind != "rarp"], 10.01, 10.03, 0.0, "hv2")
+    assert "rarp_after_resume_ms" not in plain and "activated_after_rarp_ms" not in plain
+    late = sdn.attribute([_event("rarp", 10.2), _event("activated", 10.0)], 10.01, 10.03,
+                         destination="hv2")
+    assert late["rarp_after_resume_ms"] == pytest.approx(190.0)
+    assert "activated_after_rarp_ms" not in late
+
+
+# -- a compute's own view: its OVS interfaces and the RARPs it receives -------------------
+
+VSWITCH_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+# A compute of its own: a private /run (its ovsdb-server on the default socket, where
+# ovsdb-client looks), a private network with a veth pair standing for a guest's tap.
+COMPUTE_SETUP = (
+    "mount -t tmpfs rally-lm-test /run && mkdir -p /run/openvswitch && "
+    f"ovsdb-tool create /run/openvswitch/conf.db {VSWITCH_SCHEMA} && "
+    "ovsdb-server /run/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock "
+    "--pidfile=/run/openvswitch/ovsdb-server.pid --detach --no-chdir && "
+    "ovs-vsctl --no-wait init && "
+    "ip link add tapguest type veth peer name tapwire && "
+    "ip link set tapguest up && ip link set tapwire up && echo ready && exec sleep 600")
+# QEMU's self-announcement: a broadcast RARP request naming the guest's MAC twice.
+SEND_RARP = (
+    "import socket, struct, sys\n"
+    "mac = bytes.fromhex(sys.argv[1].replace(':', ''))\n"
+    "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+    "s.bind(('tapguest', 0))\n"
+    "s.send(b'\\xff' * 6 + mac + struct.pack('!HHHBBH', 0x8035, 1, 0x0800, 6, 4, 3)\n"
+    "       + mac + bytes(4) + mac + bytes(4) + bytes(18))\n")
+
+
+@pytest.fixture
+def compute():
+    """(shell, run): a private mount and network namespace with its own ovsdb-server."""
+    import os
+    import shutil
+    import subprocess
+
+    tools = ("ovsdb-server", "ovsdb-tool", "ovsdb-client", "ovs-vsctl", "tcpdump",
+             "unshare", "nsenter")
+    if os.geteuid() != 0 or not VSWITCH_SCHEMA.exists() or \
+            not all(shutil.which(t) for t in tools):
+        pytest.skip("needs root, Open vSwitch's ovsdb tools and tcpdump")
+    holder = subprocess.Popen(["unshare", "--mount", "--net", "--fork", "--kill-child", "sh", "-c",
+                               COMPUTE_SETUP], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    # unshare --fork: the namespaces are its child's.
+    child = subprocess.run(["pgrep", "-P", str(holder.pid)], capture_output=True,
+                           text=True).stdout.split()[0]
+    shell = ["nsenter", "-t", child, "-m", "-n", "sh", "-c"]
+
+    def run(script: str) -> str:
+        return subprocess.run([*shell, script], check=True, capture_output=True,
+                              text=True).stdout
+
+    yield shell, run
+    subprocess.run([*shell, "kill $(cat /run/openvswitch/ovsdb-server.pid)"])
+    holder.kill()  # --kill-child: its child goes with it
+    holder.wait(10)
+
+
+def _remote_watches_running(shell: list[str]) -> str:
+    import subprocess
+    return subprocess.run([*shell, "ps -eo pid,args | grep -E 'tcpdump -i any|ovsdb-client "
+                           "--format=json monitor Open_vSwitch' | grep -v grep || true"],
+                          capture_output=True, text=True).stdout
+
+
+def test_the_chassis_watch_sees_flows_installed_and_the_guests_rarp(compute):
+    shell, run = compute
+    assert sdn.check_chassis(shell) is None
+    run("ovs-vsctl --no-wait add-br br-int")
+    listener = sdn.ChassisListener("hv2", shell).start()
+    _wait_for(lambda: listener.interfaces.rows)  # the monitor's initial rows
+    # os-vif plugs the port; ovn-controller claims it, installs its flows, marks it.
+    run("ovs-vsctl --no-wait add-port br-int tapguest -- set Interface "
+        "tapguest external_ids:iface-id=port-1")
+    run("ovs-vsctl --no-wait set Interface tapguest external_ids:ovn-installed=true "
+        "external_ids:ovn-installed-ts=1796636874377")
+    import time
+    time.sleep(1.0)  # tcpdump is capturing by now (it prints nothing when it starts)
+    run(f"python3 -c \"{SEND_RARP}\" fa:16:3e:00:00:01")
+    run("ovs-vsctl --no-wait remove Interface tapguest external_ids ovn-installed")
+    _wait_for(lambda: len(listener._events) >= 3)
+    events = listener.stop()
+    assert listener.error is None
+    kinds = [(e.kind, e.chassis, e.port, e.addresses, e.detail) for e in events]
+    # The frame is seen where the guest sent it (Out, not counted) and where it
+    # arrived (the other end of the pair): one RARP received.
+    assert kinds == [("installed", "hv2", "port-1", "", "on tapguest"),
+                     ("rarp", "hv2", "", "fa:16:3e:00:00:01", "on tapwire"),
+                     ("uninstalled", "hv2", "port-1", "", "on tapguest")]
+    assert events[0].host_wall == pytest.approx(1796636874.377)
+    assert abs(events[1].host_wall - events[1].wall) < 5.0  # the capture's own clock
+    assert events[2].host_wall is None
+    # Nothing left running on the compute once the listener stopped.
+    assert _remote_watches_running(shell) == ""
+    # The southbound rows name the port's server: by logical port, or by MAC.
+    table = sdn.PortTable()
+    table.rows["r1"] = {"logical_port": "port-1", "mac": ["fa:16:3e:00:00:01 10.0.0.5"],
+                        "external_ids": {"neutron:device_id": "server-1"}}
+    named = [table.identify(e) for e in events]
+    assert {(e.port, e.addresses, e.device) for e in named} == {
+        ("port-1", "fa:16:3e:00:00:01 10.0.0.5", "server-1")}
+    assert table.identify(sdn.PortEvent(1.0, "", "fa:16:3e:00:00:09", "rarp")).device == ""
+
+
+def test_the_chassis_watch_says_what_a_compute_lacks_and_when_a_watch_died(compute):
+    shell, run = compute
+    run("kill $(cat /run/openvswitch/ovsdb-server.pid)")
+    assert sdn.check_chassis(shell) == "no Open_vSwitch database at ovsdb-client default socket"
+    listener = sdn.ChassisListener("hv1", shell).start()
+    _wait_for(lambda: listener._streams[0].proc.poll() is not None)
+    assert listener.stop() == []
+    assert listener.error.startswith("hv1: hv1-ovs watch stopped early: ")
+    assert sdn.check_chassis(["false"]) == "exit 1"
+    assert sdn.check_chassis(["/nonexistent/ssh"]).startswith("no shell: ")
+
+
+def test_only_received_rarps_are_events():
+    line = ("1796636874.377699 tap1c2f0a B   ifindex 2 fa:16:3e:11:22:33 ethertype Reverse "
+            "ARP (0x8035), length 66: Reverse Request who-is fa:16:3e:11:22:33 tell "
+            "fa:16:3e:11:22:33, length 46")
+    event = sdn.rarp_event(line, 10.0, "hv2")
+    assert (event.kind, event.chassis, event.addresses, event.detail, event.host_wall) == (
+        "rarp", "hv2", "fa:16:3e:11:22:33", "on tap1c2f0a", 1796636874.377699)
+    assert sdn.rarp_event(line.replace(" B   ", " Out "), 10.0, "hv2") is None
+    assert sdn.rarp_event("listening on any, link-type LINUX_SLL2", 10.0, "hv2") is None
+    assert sdn.PortEvent.from_dict(event.to_dict()) == event
+
+
+def test_a_computes_events_join_the_timeline_by_the_ports_server(monkeypatch):
+    from rally_lm.migration.driver import MigrationRecord
+    from rally_lm.migration.evacuation import Evacuation, ProbeSettings, WorkloadVM
+    from rally_lm.probes.records import ProbeClock
+
+    clock = ProbeClock(monotonic=1000.0, wall=100.0)
+    vm = WorkloadVM(id="s1", name="vm0", ip="10.231.32.150", instance_name="instance-1",
+                    fixed_ip="10.0.0.5")
+    uris = {"hv1": "qemu+ssh://root@hv1/system", "hv2": "qemu+tls://hv2/system"}
+    evacuation = Evacuation(driver=None, vms=[vm], source="hv1", target="hv2",
+                            probes=ProbeSettings(), hypervisor_uris=uris,
+                            ovn_chassis_watch=True)
+    started: list = []
+    monkeypatch.setattr(sdn.ChassisListener, "start", lambda self: started.append(self) or self)
+    watches = evacuation._chassis_listeners()
+    # hv2 gives no shell: said in the round trip's errors, hv1 still watched.
+    assert [(w.chassis, w.shell[-2]) for w in watches] == [("hv1", "root@hv1")]
+    assert started == watches
+    assert evacuation.trip.errors == [
+        "ovn_chassis_watch: no qemu+ssh:// hypervisor URI for hv2"]
+    assert Evacuation(driver=None, vms=[vm], source="hv1", target="hv2",
+                      probes=ProbeSettings(), hypervisor_uris=uris)._chassis_listeners() == []
+
+    table = sdn.PortTable()
+    table.rows["r1"] = {"logical_port": "port-1", "mac": ["fa:16:3e:00:00:01 10.0.0.5"],
+                        "external_ids": {"neutron:device_id": "s1"}}
+    seen = [sdn.PortEvent(103.2, "port-1", "", "installed", "hv2", "on tap1"),
+            sdn.PortEvent(103.95, "", "fa:16:3e:00:00:01", "rarp", "hv2", "on tap1"),
+            sdn.PortEvent(103.96, "", "fa:16:3e:00:00:09", "rarp", "hv2", "on tap9")]
+    events = [table.identify(e) for e in seen] + [
+        sdn.PortEvent(103.97, "port-1", "fa:16:3e:00:00:01 10.0.0.5", "activated", "hv2",
+                      device="s1")]
+    record = MigrationRecord(server_id="s1", vm="vm0", direction="out", source="hv1",
+                             target="hv2", started_at=100.5, finished_at=108.0,
+                             window=(1000.5, 1008.0))
+    record.measurements = {
+        "libvirt_events": [{"wall": 103.9, "host": "hv2", "domain": "instance-1",
+                            "kind": "lifecycle", "detail": "Resumed Migrated"}],
+        "network": {"anatomy": {"first_through": 1004.0, "resolution_ms": 10.0}}}
+    evacuation._network_share(record, events, clock)
+    steps = [(e["name"], e["t"], e.get("detail")) for e in record.measurements["timeline"]]
+    assert steps == [("installed", pytest.approx(2.7), "on tap1"),
+                     ("rarp", pytest.approx(3.45), "on tap1"),
+                     ("activated", pytest.approx(3.47), None)]
+    share = record.measurements["network"]["sdn"]
+    assert share["rarp_after_resume_ms"] == pytest.approx(50.0)
+    assert share["activated_after_rarp_ms"] == pytest.approx(20.0)

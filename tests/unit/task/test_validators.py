@@ -275,3 +275,32 @@ def test_an_unreadable_ovn_southbound_database_is_refused_before_a_run(tmp_path)
     assert remote in str(error.value) or "ovsdb-client is not installed" in str(error.value)
     # Without the argument there is nothing to check.
     NetworkViewValidator().validate({}, {"args": {}}, None, None)
+
+
+def test_a_chassis_watch_that_cannot_run_is_refused_before_a_run(monkeypatch):
+    from rally_lm.migration import sdn
+    from rally_lm.task.validators import NetworkViewValidator
+
+    ssh = "qemu+ssh://root@hv{}/system"
+    args = {"source_host": "hv1", "target_host": "hv2", "ovn_chassis_watch": True,
+            "hypervisor_uris": {"hv1": ssh.format(1), "hv2": ssh.format(2)}}
+
+    def refused(extra: dict) -> str:
+        with pytest.raises(validation.ValidationError) as error:
+            NetworkViewValidator()._chassis({**args, **extra},
+                                            extra.get("ovn_sb_connection", "tcp:sb:6642"))
+        return str(error.value)
+
+    asked: list[list[str]] = []
+    monkeypatch.setattr(sdn, "check_chassis",
+                        lambda shell: asked.append(shell) or ("tcpdump is not installed"
+                                                              if "root@hv2" in shell else None))
+    assert refused({}) == "ovn_chassis_watch: hv2: tcpdump is not installed"
+    assert [shell[-2] for shell in asked] == ["root@hv1", "root@hv2"]
+    tls = {"hv1": "qemu+tls://hv1/system", "hv2": ssh.format(2)}
+    assert "hv1 needs a qemu+ssh:// URI" in refused({"hypervisor_uris": tls})
+    with pytest.raises(validation.ValidationError) as error:
+        NetworkViewValidator().validate({}, {"args": args}, None, None)
+    assert "ovn_chassis_watch needs ovn_sb_connection" in str(error.value)
+    monkeypatch.setattr(sdn, "check_chassis", lambda shell: None)
+    NetworkViewValidator()._chassis(args, "tcp:sb:6642")  # both computes can watch

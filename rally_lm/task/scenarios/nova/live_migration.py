@@ -94,7 +94,8 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
                     tcp_rate_bytes, status_grace, hypervisor_uris, icmp_probe=True,
                     dirty_rate_seconds=1, compare_fixed_ip=False,
                     job_interval=0.5, nova_completion_timeout=800.0,
-                    observer="adaptive", ovn_sb_connection=None) -> Evacuation:
+                    observer="adaptive", ovn_sb_connection=None,
+                    ovn_chassis_watch=False) -> Evacuation:
         workload = self.context["lm_workload"]
         adapter = NovaAdapter(self.admin_clients("nova", version=MICROVERSION))
         # Atomic actions are per scenario instance: not shareable between threads.
@@ -118,7 +119,8 @@ class _LiveMigrationBase(scenario.OpenStackScenario):
             max_parallel=max_parallel, pause=pause_between_directions,
             hypervisor_uris=hypervisor_uris, timer=self._timer,
             progress=lambda record, provisional: LOG.info(progress_line(record, provisional)),
-            ovn_sb_connection=ovn_sb_connection if observer != "minimal" else None)
+            ovn_sb_connection=ovn_sb_connection if observer != "minimal" else None,
+            ovn_chassis_watch=ovn_chassis_watch)
 
     def _run_round_trip(self, evacuation: Evacuation, labels: dict, config: dict,
                         influx: dict | None = None) -> None:
@@ -250,6 +252,7 @@ class EvacuateHost(_LiveMigrationBase):
             observer: Observer = "adaptive",
             hypervisor_uris: dict[str, str] | None = None,
             ovn_sb_connection: OvsdbRemote | None = None,
+            ovn_chassis_watch: bool = False,
             labels: dict[str, str] | None = None,
             influx: InfluxConfig | None = None) -> None:
         """Live-migrate every workload VM to another host and back (one round trip).
@@ -294,6 +297,13 @@ class EvacuateHost(_LiveMigrationBase):
             the timeline, and the network's share of the outage is named by
             the step that ended it (needs ovsdb-client, and hypervisor_uris
             for the guest's resume)
+        :param ovn_chassis_watch: with ovn_sb_connection, also watch both
+            computes themselves over the ssh login of their qemu+ssh://
+            hypervisor_uris: the RARP frames the guest announces itself with
+            (tcpdump) and ovn-controller's ovn-installed mark on the VM's OVS
+            interface (its flows installed there), on the timeline beside the
+            database's steps; needs tcpdump, ovsdb-client and the right to
+            capture on the computes (checked before anything boots)
         :param observer: how the migrations are followed. "adaptive" (default):
             Nova's migration record, looked at every 3 s and every 0.25 s once
             libvirt or the probe say the copy is over (docs/measurement.md);
@@ -310,7 +320,7 @@ class EvacuateHost(_LiveMigrationBase):
             migration_timeout, on_timeout, pause_between_directions, probe_interval,
             tcp_rate_bytes, status_grace, hypervisor_uris, icmp_probe, dirty_rate_seconds,
             compare_fixed_ip, job_interval, nova_completion_timeout, observer,
-            ovn_sb_connection)
+            ovn_sb_connection, ovn_chassis_watch)
         self._run_round_trip(evacuation, labels or {}, {
             "block_migration": block_migration, "max_parallel": max_parallel,
             "migration_timeout": migration_timeout, "on_timeout": on_timeout,
