@@ -13,7 +13,9 @@ difference between backends must beat.
         --vms 3 --round-trips 3 --blocks 2 --out /work/side-by-side
 
 Per block it prints the medians (client downtime, migration time, libvirt's
-downtime, the network's share) and what ended the network's share; at the
+downtime, the network's share), what ended the network's share, and the
+cores each kind of work used (the testbed's cgroups: a backend whose own
+machinery runs beside the guests shows there); at the
 end `rally-lm compare --across network` over each backend's pooled blocks
 (linuxbridge the baseline), and each backend's first migration of each VM
 against its later ones. Root; it leaves the testbed up on the last backend.
@@ -22,6 +24,7 @@ against its later ones. Root; it leaves the testbed up on the last backend.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import statistics
 import subprocess
@@ -35,7 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rally_lm.stats import change  # noqa: E402
-from rally_lm.task.output import migrations_from_output  # noqa: E402
+from rally_lm.task.output import (  # noqa: E402
+    configuration_from_output,
+    migrations_from_output,
+)
 
 BACKENDS = ("linuxbridge", "ovn")
 FIGURES = ("client_downtime_ms", "duration_s", "hypervisor_downtime_ms", "network_share_ms")
@@ -69,6 +75,29 @@ def rows_of(report: Path) -> list[dict]:
     data = json.loads(report.read_text())
     workload = data["tasks"][0]["subtasks"][0]["workloads"][0]
     return [m for it in workload["data"] for m in migrations_from_output(it["output"])]
+
+
+def machine_of(report: Path) -> dict:
+    """Cores each kind of work used over the task's round trips, from each round
+    trip's contention record (the testbed's cgroups' own CPU accounting): the
+    guests' group (QEMU, libvirtd, what libvirt runs) beside QEMU's own share."""
+    data = json.loads(report.read_text())
+    workload = data["tasks"][0]["subtasks"][0]["workloads"][0]
+    seconds, qemu, groups, busy = 0.0, 0.0, {}, []
+    for it in workload["data"]:
+        config = configuration_from_output(it["output"])
+        if "host seconds" not in config:
+            continue
+        seconds += float(config["host seconds"])
+        qemu += float(config["host guests_cpu_s"])
+        busy.append(float(config["host busy_share"]))
+        for group, cpu in ast.literal_eval(config["host groups_cpu_s"]).items():
+            groups[group] = groups.get(group, 0.0) + cpu
+    if not seconds:
+        return {}
+    return {"busy_share": round(statistics.mean(busy), 3),
+            "qemu_cores": round(qemu / seconds, 2),
+            **{f"{group}_cores": round(cpu / seconds, 2) for group, cpu in groups.items()}}
 
 
 def moved(rows: list[dict]) -> list[dict]:
@@ -140,6 +169,7 @@ def main() -> int:
                  "report": str(run.json) if run.json else None}
         if run.json:
             block.update(summary(rows_of(run.json)))
+            block["machine"] = machine_of(run.json)
         blocks.append(block)
         print(json.dumps(block), flush=True)
 

@@ -25,7 +25,8 @@ ssh login of its ``qemu+ssh://`` hypervisor URI (:class:`ChassisListener`):
 ===============  =======================================================  ==============
 ``rarp``         a RARP frame from the port's MAC arrived on a device of  QEMU (the guest
                  that compute (``tcpdump``): QEMU announcing the guest    announced)
-                 where it resumed it, the frame OVN activates the port by
+                 once the destination holds its state (just before
+                 libvirt resumes it), the frame OVN activates the port by
 ``installed``    ``ovn-installed`` set on the port's OVS interface there: ovn-controller
                  ovn-controller has installed the port's flows on that
                  chassis (also for an additional chassis, before the copy)
@@ -443,7 +444,8 @@ def attribute(events: list[PortEvent], resumed_wall: float | None,
     what let the traffic through. None when either end is unknown. With the
     computes' own view, the first RARP the destination received (QEMU's
     announcement of the resumed guest) is placed against the resume and the
-    activation it caused.
+    activation it caused (the RARP at the compute's capture time where it
+    has one: the compute's clock).
     """
     if resumed_wall is None or first_through_wall is None:
         return None
@@ -460,11 +462,14 @@ def attribute(events: list[PortEvent], resumed_wall: float | None,
     rarps = [e for e in events if e.kind == "rarp"
              and (destination is None or e.chassis == destination)]
     if rarps:
-        rarp = min(rarps, key=lambda e: e.wall)
-        found["rarp_after_resume_ms"] = round((rarp.wall - resumed_wall) * 1000.0, 3)
-        activations = [e for e in events if e.kind == "activated" and e.wall >= rarp.wall
+        # When the compute captured it (its clock), else when its line reached us:
+        # the line can come later than the activation it caused (ssh, a busy
+        # compute), the capture cannot.
+        sent = min(e.wall if e.host_wall is None else e.host_wall for e in rarps)
+        found["rarp_after_resume_ms"] = round((sent - resumed_wall) * 1000.0, 3)
+        activations = [e for e in events if e.kind == "activated" and e.wall >= sent
                        and (destination is None or e.chassis == destination)]
         if activations:
             found["activated_after_rarp_ms"] = round(
-                (activations[0].wall - rarp.wall) * 1000.0, 3)
+                (activations[0].wall - sent) * 1000.0, 3)
     return found

@@ -323,6 +323,13 @@ def test_the_destinations_first_rarp_is_placed_against_the_resume_and_the_activa
                          destination="hv2")
     assert late["rarp_after_resume_ms"] == pytest.approx(190.0)
     assert "activated_after_rarp_ms" not in late
+    # The capture's own time, where the compute stamped it: its line reached the
+    # tool after the activation it caused, the frame itself was on the wire before.
+    captured = sdn.PortEvent(10.05, "", "fa:16:3e:00:00:01", "rarp", "hv2", host_wall=10.004)
+    stamped = sdn.attribute([captured, _event("activated", 10.02)], 10.01, 10.03,
+                            destination="hv2")
+    assert stamped["rarp_after_resume_ms"] == pytest.approx(-6.0)
+    assert stamped["activated_after_rarp_ms"] == pytest.approx(16.0)
 
 
 # -- a compute's own view: its OVS interfaces and the RARPs it receives -------------------
