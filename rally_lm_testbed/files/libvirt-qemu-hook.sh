@@ -23,22 +23,23 @@ log=${RALLY_LM_TAP_GUARD_LOG:-/var/log/libvirt/rally-lm-tap-guard.log}
 seconds=${RALLY_LM_TAP_GUARD_SECONDS:-60}
 echo "$(date -u +%FT%T.%N) $domain: watching" $taps >>"$log"
 # Cheap on purpose: it runs beside the guests, in their CPU group, once per boot
-# and per incoming migration - a minute of polling each, several at a time
-# under a benchmark. One `ip` and one `sleep` per look: no date, no grep.
+# and per incoming migration - a minute each, several at a time under a
+# benchmark. Each look reads the tap's flags from sysfs with the shell's own
+# `read` (IFF_UP is bit 0): the only fork is the `sleep` between looks. (With
+# `ip link show` and `grep` each look, the watchers took 0.125 of a core.)
 setsid sh -c '
     domain=$1; seconds=$2; shift 2
-    looks=$((seconds * 5))
+    looks=$((seconds * 2))
     while [ "$looks" -gt 0 ]; do
         looks=$((looks - 1))
         for tap in "$@"; do
-            link=$(ip -o link show dev "$tap" 2>/dev/null) || continue
-            case "$link" in
-                *"<UP,"* | *",UP,"* | *",UP>"* | *"<UP>"*) ;;
-                *) ip link set dev "$tap" up &&
-                       echo "$(date -u +%FT%T.%N) $domain: $tap was down, set up" ;;
-            esac
+            read -r flags 2>/dev/null <"/sys/class/net/$tap/flags" || continue
+            if [ $((flags & 1)) -eq 0 ]; then
+                ip link set dev "$tap" up &&
+                    echo "$(date -u +%FT%T.%N) $domain: $tap was down, set up"
+            fi
         done
-        sleep 0.2
+        sleep 0.5
     done
  ' guard "$domain" "$seconds" $taps </dev/null >>"$log" 2>&1 &
 exit 0

@@ -91,22 +91,25 @@ def test_each_backend_names_its_own_daemons():
 
 
 def _run_hook(tmp_path, op: str, xml: str, setup: str,
-              after: str = "sleep 1.5") -> tuple[str, str]:
+              after: str = "sleep 1.5", seconds: int = 1) -> tuple[str, str]:
     """The tap guard hook in a private network namespace with one real tap; the
     tap's link line after it ran and what the hook logged."""
     import os
     import shutil
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("needs root to make a network namespace and a tap")
+        pytest.skip("needs root to make a network and mount namespace and a tap")
     from rally_lm_testbed import compute
     log = tmp_path / f"guard-{op}-{len(list(tmp_path.iterdir()))}.log"
     script = (f"ip tuntap add dev tapguard0 mode tap && {setup} && "
               f"sh {compute.TAP_GUARD_HOOK} instance-1 {op} begin - && {after} && "
               "ip -o link show dev tapguard0")
-    done = subprocess.run(["unshare", "--net", "sh", "-c", script], input=xml, text=True,
+    # A sysfs of the private namespace's own: the guard reads the tap's flags there.
+    script = f"mount -t sysfs rally-lm-sysfs /sys && {script}"
+    done = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script], input=xml,
+                          text=True,
                           capture_output=True, timeout=30,
                           env={**os.environ, "RALLY_LM_TAP_GUARD_LOG": str(log),
-                               "RALLY_LM_TAP_GUARD_SECONDS": "1"})
+                               "RALLY_LM_TAP_GUARD_SECONDS": str(seconds)})
     assert done.returncode == 0, done.stderr
     return done.stdout, log.read_text() if log.exists() else ""
 
@@ -126,7 +129,8 @@ def test_tap_guard_catches_a_tap_taken_down_while_it_watches(tmp_path):
     # The race: vswitchd's write lands after libvirt's UP, once the watch began.
     link, logged = _run_hook(tmp_path, "start", DOMAIN_XML,
                              "ip link set dev tapguard0 up",
-                             after="sleep 0.5 && ip link set dev tapguard0 down && sleep 0.6")
+                             after="sleep 0.7 && ip link set dev tapguard0 down && sleep 1.2",
+                             seconds=2)
     assert ",UP" in link, link
     assert logged.count("tapguard0 was down, set up") == 1, logged
 
