@@ -285,7 +285,7 @@ class Evacuation:
                 port_events = southbound.stop()
                 for watch in chassis:
                     # Named by the southbound rows: a RARP by its MAC, flows by port.
-                    port_events += [southbound.table.identify(e) for e in watch.stop()]
+                    port_events += southbound.table.identify(watch.stop())
                     if watch.error:
                         trip.errors.append(watch.error)
                 if southbound.error:

@@ -133,6 +133,16 @@ def _chassis_list(value: Any) -> list[str]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def _addresses(mac: Any) -> str:
+    """A Port_Binding's ``mac`` column as one string: "MAC IP..." (a set is joined)."""
+    return " ".join(mac) if isinstance(mac, list) else mac or ""
+
+
+def _device(row: dict[str, Any]) -> str:
+    """The server a port belongs to (``neutron:device_id``), if Neutron set it."""
+    return (row["external_ids"] or {}).get("neutron:device_id", "")
+
+
 def monitor_rows(line: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """The rows of one ``ovsdb-client --format=json monitor`` line that carry a
     row's state: (row UUID, action, column -> raw value).
@@ -185,24 +195,32 @@ class PortTable:
             events += self._diff(old, new, wall)
         return events
 
-    def identify(self, event: PortEvent) -> PortEvent:
-        """A compute's event (named by logical port or by MAC only) with its port's
-        addresses and device from the rows seen; unchanged when no row matches."""
+    def identify(self, events: Iterable[PortEvent]) -> list[PortEvent]:
+        """Computes' events (named by logical port, or by MAC only) with their ports'
+        addresses and devices from the rows seen; an event no row matches unchanged.
+
+        One pass over the rows for all the events: a cloud's southbound database
+        holds every port of every network, and this runs between round trips.
+        """
+        by_port: dict[str, tuple[str, str, str]] = {}
+        by_mac: dict[str, tuple[str, str, str]] = {}
         for row in self.rows.values():
-            mac = row["mac"]
-            addresses = " ".join(mac) if isinstance(mac, list) else mac or ""
-            if (event.port and row["logical_port"] == event.port) or (
-                    not event.port and addresses.split()[:1] == [event.addresses]):
-                device = (row["external_ids"] or {}).get("neutron:device_id", "")
-                return dataclasses.replace(event, port=row["logical_port"] or "",
-                                           addresses=addresses, device=device)
-        return event
+            port, addresses = row["logical_port"] or "", _addresses(row["mac"])
+            named = (port, addresses, _device(row))
+            by_port.setdefault(port, named)
+            if addresses.split()[:1]:
+                by_mac.setdefault(addresses.split()[0], named)
+        found: list[PortEvent] = []
+        for event in events:
+            named = by_port.get(event.port) if event.port else by_mac.get(event.addresses)
+            found.append(event if named is None else dataclasses.replace(
+                event, port=named[0], addresses=named[1], device=named[2]))
+        return found
 
     def _diff(self, old: dict, new: dict, wall: float) -> list[PortEvent]:
         port = new["logical_port"] or ""
-        mac = new["mac"]
-        addresses = " ".join(mac) if isinstance(mac, list) else mac or ""
-        device = (new["external_ids"] or {}).get("neutron:device_id", "")
+        addresses = _addresses(new["mac"])
+        device = _device(new)
         found: list[PortEvent] = []
 
         def add(kind: str, chassis: str | None = None, detail: str = "") -> None:
@@ -420,10 +438,11 @@ class ChassisListener:
             return sorted(self._events, key=lambda e: e.wall)
 
 
-def check_chassis(shell: list[str], run=subprocess.run, timeout: float = 30.0) -> str | None:
+def check_chassis(shell: list[str], timeout: float = 30.0) -> str | None:
     """Why the chassis watch cannot run through ``shell``, or None when it can."""
     try:
-        done = run([*shell, CHASSIS_CHECK], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([*shell, CHASSIS_CHECK], capture_output=True, text=True,
+                              timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"no shell: {exc}"
     if done.returncode != 0:

@@ -425,10 +425,10 @@ def test_the_chassis_watch_sees_flows_installed_and_the_guests_rarp(compute):
     table = sdn.PortTable()
     table.rows["r1"] = {"logical_port": "port-1", "mac": ["fa:16:3e:00:00:01 10.0.0.5"],
                         "external_ids": {"neutron:device_id": "server-1"}}
-    named = [table.identify(e) for e in events]
+    named = table.identify(events)
     assert {(e.port, e.addresses, e.device) for e in named} == {
         ("port-1", "fa:16:3e:00:00:01 10.0.0.5", "server-1")}
-    assert table.identify(sdn.PortEvent(1.0, "", "fa:16:3e:00:00:09", "rarp")).device == ""
+    assert table.identify([sdn.PortEvent(1.0, "", "fa:16:3e:00:00:09", "rarp")])[0].device == ""
 
 
 def test_the_chassis_watch_says_what_a_compute_lacks_and_when_a_watch_died(compute):
@@ -484,7 +484,7 @@ def test_a_computes_events_join_the_timeline_by_the_ports_server(monkeypatch):
     seen = [sdn.PortEvent(103.2, "port-1", "", "installed", "hv2", "on tap1"),
             sdn.PortEvent(103.95, "", "fa:16:3e:00:00:01", "rarp", "hv2", "on tap1"),
             sdn.PortEvent(103.96, "", "fa:16:3e:00:00:09", "rarp", "hv2", "on tap9")]
-    events = [table.identify(e) for e in seen] + [
+    events = table.identify(seen) + [
         sdn.PortEvent(103.97, "port-1", "fa:16:3e:00:00:01 10.0.0.5", "activated", "hv2",
                       device="s1")]
     record = MigrationRecord(server_id="s1", vm="vm0", direction="out", source="hv1",
