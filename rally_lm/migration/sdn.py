@@ -460,16 +460,35 @@ def attribute(events: list[PortEvent], resumed_wall: float | None,
     request that got through (the probe): requests lost meanwhile were lost
     by the network. The event named is the last ``activated`` or ``moved``
     before that first request (within ``slack``, the probe's resolution):
-    what let the traffic through. None when either end is unknown. With the
-    computes' own view, the first RARP the destination received (QEMU's
+    what let the traffic through. Where none came before it but the
+    destination's RARP did, it is the activation that RARP caused, received
+    after the traffic it let through (a negative
+    ``first_through_after_ender_ms``). None when either end is unknown. With
+    the computes' own view, the first RARP the destination received (QEMU's
     announcement of the resumed guest) is placed against the resume and the
     activation it caused (the RARP at the compute's capture time where it
     has one: the compute's clock).
     """
     if resumed_wall is None or first_through_wall is None:
         return None
+    at_destination = [e for e in events if destination is None or e.chassis == destination]
+    rarps = [e for e in at_destination if e.kind == "rarp"]
+    # When the compute captured it (its clock), else when its line reached us:
+    # the line can come later than the activation it caused (ssh, a busy
+    # compute), the capture cannot.
+    rarp_sent = min((e.wall if e.host_wall is None else e.host_wall for e in rarps),
+                    default=None)
     enders = [e for e in events if e.kind in ("activated", "moved")
               and e.wall <= first_through_wall + slack]
+    if not enders and rarp_sent is not None and rarp_sent <= first_through_wall + slack:
+        # ovn-controller opens the port in its own flows when pinctrl sees the RARP
+        # and writes the binding's activation to the southbound database after
+        # (pinctrl tags the port activated for its engine; the row follows in a later
+        # transaction): on a busy control plane the row can reach the tool after the
+        # first request it let through. With the RARP seen at the destination before
+        # that request, the activation it caused is named all the same, a negative
+        # first_through_after_ender_ms saying it was seen late.
+        enders = [e for e in at_destination if e.kind == "activated" and e.wall >= rarp_sent][:1]
     share = max(0.0, first_through_wall - resumed_wall)
     found: dict[str, Any] = {"network_share_ms": round(share * 1000.0, 3)}
     if enders:
@@ -478,17 +497,11 @@ def attribute(events: list[PortEvent], resumed_wall: float | None,
                       "ended_by_after_resume_ms": round((ender.wall - resumed_wall) * 1000.0, 3),
                       "first_through_after_ender_ms": round(
                           (first_through_wall - ender.wall) * 1000.0, 3)})
-    rarps = [e for e in events if e.kind == "rarp"
-             and (destination is None or e.chassis == destination)]
-    if rarps:
-        # When the compute captured it (its clock), else when its line reached us:
-        # the line can come later than the activation it caused (ssh, a busy
-        # compute), the capture cannot.
-        sent = min(e.wall if e.host_wall is None else e.host_wall for e in rarps)
-        found["rarp_after_resume_ms"] = round((sent - resumed_wall) * 1000.0, 3)
-        activations = [e for e in events if e.kind == "activated" and e.wall >= sent
-                       and (destination is None or e.chassis == destination)]
+    if rarp_sent is not None:
+        found["rarp_after_resume_ms"] = round((rarp_sent - resumed_wall) * 1000.0, 3)
+        activations = [e for e in at_destination
+                       if e.kind == "activated" and e.wall >= rarp_sent]
         if activations:
             found["activated_after_rarp_ms"] = round(
-                (activations[0].wall - sent) * 1000.0, 3)
+                (activations[0].wall - rarp_sent) * 1000.0, 3)
     return found

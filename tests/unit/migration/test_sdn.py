@@ -302,6 +302,32 @@ def test_the_share_is_ended_by_the_last_activation_or_move_before_the_first_requ
     assert sdn.attribute(events, None, 10.3) is None and sdn.attribute(events, 10.1, None) is None
 
 
+def test_an_activation_seen_after_the_first_request_through_still_ended_the_share():
+    # ovn-controller opened the port on the RARP; its southbound row reached the
+    # tool 40 ms after the first request got through (CI, a busy control plane).
+    events = [_event("claimed", 9.0), _event("rarp", 10.0), _event("activated", 10.09),
+              _event("activated", 10.3), _event("moved", 10.4), _event("activated", 10.2, "hv1")]
+    share = sdn.attribute(events, resumed_wall=10.01, first_through_wall=10.05, slack=0.02,
+                          destination="hv2")
+    assert share["ended_by"] == "activated hv2"
+    assert share["first_through_after_ender_ms"] == pytest.approx(-40.0)
+    assert share["ended_by_after_resume_ms"] == pytest.approx(80.0)
+    # Only the destination's own activation: the source's is not what opened it.
+    elsewhere = sdn.attribute(events[:2] + events[-1:], 10.01, 10.05, 0.02, "hv2")
+    assert "ended_by" not in elsewhere
+    # No RARP at the destination before the first request through (or none seen,
+    # no chassis watch): a later activation is not what let it through.
+    unseen = [e for e in events if e.kind != "rarp"]
+    assert "ended_by" not in sdn.attribute(unseen, 10.01, 10.05, 0.02, "hv2")
+    after = [_event("rarp", 10.08)] + events[2:]
+    assert "ended_by" not in sdn.attribute(after, 10.01, 10.05, 0.02, "hv2")
+    assert sdn.attribute(after, 10.01, 10.05, 0.03, "hv2")["ended_by"] == "activated hv2"
+    # Without an activation nothing is named: a move after the first request through
+    # did not let it through.
+    moved_late = sdn.attribute([_event("moved", 10.09)], 10.01, 10.05, 0.02, "hv2")
+    assert moved_late == {"network_share_ms": 40.0}
+
+
 def test_the_destinations_first_rarp_is_placed_against_the_resume_and_the_activation():
     # QEMU announces the guest a few times; a RARP elsewhere (the source) is not it.
     events = [_event("claimed", 9.0), _event("rarp", 9.98, "hv1"), _event("rarp", 10.004),
