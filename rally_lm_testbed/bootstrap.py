@@ -231,7 +231,8 @@ def guest_command_line(network_backend: str) -> str:
     virtio guest's checksum-offloaded packets with their checksum unfilled,
     which OVN's conntrack (the floating IP's NAT) then drops as invalid. A
     cloud's kernel or DPDK datapath fills them; ICMP, checksummed in software,
-    passes either way.
+    passes either way. (The stock cloud image keeps its own command line: its
+    agent turns the offload off instead, ``agent.tx_checksum_offload``.)
     """
     line = "console=ttyS0 quiet panic=-1"
     return line + " virtio_net.csum=0" if network_backend == "ovn" else line

@@ -100,6 +100,9 @@ BAD_INPUTS += [
      "syntax"),
     ("agent-delivery-unknown", {"agent_delivery": "usb-stick"}, "'usb-stick' is not one of",
      "syntax"),
+    # YAML's unquoted off: the boolean reaches validation as given, not as "off".
+    ("agent-tx-checksum-unquoted-off", {"agent_tx_checksum_offload": False},
+     "False is not one of", "syntax"),
     ("floating-without-network", {"probe_via": "floating"},
      "probe_via: floating needs floating_network", "semantic"),
     ("floating-network-not-external", {"probe_via": "floating", "floating_network": "lm-tenant"},

@@ -21,17 +21,27 @@ their contract, and both pass the same behaviour tests.
                         data device; refused if DEV, a partition of it or a
                         holder of it is mounted, swapped on or otherwise busy
   --status-every S      print a status line every S seconds (default 10)
+  --tx-checksum-offload off
+                        before listening, turn off TX checksum offload on every
+                        network interface but loopback (SIOCETHTOOL), so the
+                        guest's kernel fills its own TCP/UDP checksums: for a
+                        datapath that forwards a virtio guest's offloaded
+                        checksums unfilled (Open vSwitch's userspace datapath
+                        without checksum offload, the testbed's OVN)
 
 Prints "rally-lm-agent: ready ..." once every service listens, and
 "rally-lm-agent: status {json}" lines, on stdout and on /dev/console.
 """
 
 import argparse
+import array
+import fcntl
 import json
 import mmap
 import os
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -42,6 +52,10 @@ MIB = 1 << 20
 FILL_CEILING_PERCENT = 95
 FILL_RESERVE = 64 * MIB
 FILL_CHUNK = 16 * MIB
+#: linux/sockios.h and linux/ethtool.h
+SIOCETHTOOL = 0x8946
+ETHTOOL_GTXCSUM = 0x16
+ETHTOOL_STXCSUM = 0x17
 
 
 class Status:
@@ -287,6 +301,36 @@ def fill_device(device, percent, status):
     say("rally-lm-agent: filled %d MiB of %s (%d%%)" % (done // MIB, device, percent))
 
 
+def _ethtool_value(sock, device, command, value=0):
+    """One ETHTOOL_*TXCSUM call: struct ifreq (name, pointer to ethtool_value)."""
+    data = array.array("B", struct.pack("II", command, value))
+    address = data.buffer_info()[0]
+    request = struct.pack("16sP", device.encode()[:15], address)
+    request += bytes(40 - len(request))  # sizeof(struct ifreq) on 64-bit
+    fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+    return struct.unpack("II", data.tobytes())[1]
+
+
+def tx_checksum_offload_off():
+    """Turn TX checksum offload off on every interface but loopback; what was done."""
+    said = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, device in socket.if_nameindex():
+            if device == "lo":
+                continue
+            try:
+                if _ethtool_value(sock, device, ETHTOOL_GTXCSUM):
+                    _ethtool_value(sock, device, ETHTOOL_STXCSUM, 0)
+                left_on = _ethtool_value(sock, device, ETHTOOL_GTXCSUM)
+            except OSError as exc:
+                said.append("could not turn TX checksum offload off on %s: %s"
+                            % (device, exc.strerror or exc))
+                continue
+            said.append("TX checksum offload %s on %s" % ("still on" if left_on else "off",
+                                                           device))
+    return said
+
+
 def report(status, every):
     while True:
         time.sleep(every)
@@ -304,6 +348,7 @@ def parse(argv):
     parser.add_argument("--disk")
     parser.add_argument("--disk-fill", type=int, default=0)
     parser.add_argument("--status-every", type=float, default=10.0)
+    parser.add_argument("--tx-checksum-offload", choices=("keep", "off"), default="keep")
     args = parser.parse_args(argv)
     if args.fill_path and args.disk:
         parser.error("--fill-path and --disk exclude each other")
@@ -313,6 +358,9 @@ def parse(argv):
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
     status = Status()
+    if args.tx_checksum_offload == "off":
+        for line in tx_checksum_offload_off():
+            say("rally-lm-agent: " + line)
     if args.disk_fill > 0 and (args.fill_path or args.disk):
         filler = (fill_device, args.disk) if args.disk else (fill_files, args.fill_path)
         threading.Thread(target=filler[0], args=(filler[1], args.disk_fill, status),

@@ -15,6 +15,10 @@
  *                        write a pattern over the first PCT % of a dedicated
  *                        data device; refused while anything uses DEV
  *   --status-every S     a status line every S seconds (default 10)
+ *   --tx-checksum-offload off
+ *                        before listening, turn off TX checksum offload on
+ *                        every interface but loopback (SIOCETHTOOL): the
+ *                        guest's kernel then fills its own TCP/UDP checksums
  *
  * Prints "rally-lm-agent: ready" once every service listens, and
  * "rally-lm-agent: status {json}" lines, on stdout (the guest's console).
@@ -38,7 +42,10 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <linux/ethtool.h>
 #include <linux/fs.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -378,12 +385,52 @@ static void serve(int tcp_echo, int udp_echo, int sink)
     }
 }
 
+static int ethtool_value(int sock, const char *device, unsigned command, unsigned *value)
+{
+    struct ethtool_value data = {.cmd = command, .data = *value};
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    snprintf(request.ifr_name, sizeof request.ifr_name, "%s", device);
+    request.ifr_data = (void *)&data;
+    if (ioctl(sock, SIOCETHTOOL, &request) < 0)
+        return -1;
+    *value = data.data;
+    return 0;
+}
+
+/* Turn TX checksum offload off on every interface but loopback, saying what was done. */
+static void tx_checksum_offload_off(void)
+{
+    struct if_nameindex *names = if_nameindex();
+    int sock = socket(AF_INET, SOCK_DGRAM, 0);
+    for (struct if_nameindex *n = names; n && n->if_name; n++) {
+        unsigned on = 0, off = 0;
+        if (!strcmp(n->if_name, "lo"))
+            continue;
+        if (ethtool_value(sock, n->if_name, ETHTOOL_GTXCSUM, &on) < 0
+            || (on && ethtool_value(sock, n->if_name, ETHTOOL_STXCSUM, &off) < 0)
+            || ethtool_value(sock, n->if_name, ETHTOOL_GTXCSUM, &on) < 0) {
+            printf("rally-lm-agent: could not turn TX checksum offload off on %s: %s\n",
+                   n->if_name, strerror(errno));
+            continue;
+        }
+        printf("rally-lm-agent: TX checksum offload %s on %s\n", on ? "still on" : "off",
+               n->if_name);
+    }
+    fflush(stdout);
+    if (sock >= 0)
+        close(sock);
+    if (names)
+        if_freenameindex(names);
+}
+
 int main(int argc, char **argv)
 {
     int tcp_echo = 0, udp_echo = 0, sink = 0, fill = 0;
     long dirty_mib = 0;
     double dirty_rate = 0, status_every = 10;
     const char *disk = NULL, *fill_path = NULL;
+    int checksum_off = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--tcp-echo")) tcp_echo = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--udp-echo")) udp_echo = atoi(argv[i + 1]);
@@ -394,6 +441,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--fill-path")) fill_path = argv[i + 1];
         else if (!strcmp(argv[i], "--disk-fill")) fill = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--status-every")) status_every = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tx-checksum-offload")) {
+            if (strcmp(argv[i + 1], "off") && strcmp(argv[i + 1], "keep")) {
+                fprintf(stderr, "rally-lm-agent: --tx-checksum-offload takes off or keep\n");
+                return 2;
+            }
+            checksum_off = !strcmp(argv[i + 1], "off");
+        }
         else {
             fprintf(stderr, "rally-lm-agent: unknown option %s\n", argv[i]);
             return 2;
@@ -409,6 +463,8 @@ int main(int argc, char **argv)
         return 1;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_IGN);
+    if (checksum_off)
+        tx_checksum_offload_off();
     if (fill > 0 && (disk || fill_path) && fork() == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (disk)

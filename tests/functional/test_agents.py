@@ -8,6 +8,7 @@ that nothing uses, and their status lines.
 """
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -264,3 +265,73 @@ def test_the_python_agent_runs_on_the_oldest_python_we_claim():
                      feature_version=(3, 6))
     assert tree is not None
     assert sys.version_info >= (3, 6)
+
+
+#: Inside a private network namespace: a veth pair, the agent started on it,
+#: then a UDP datagram sent out of one end and read raw at the other - as a
+#: userspace datapath reads a guest's frames - with its checksum checked.
+CHECKSUM_SEEN = r'''
+import json, os, socket, struct, subprocess, sys, time
+def run(*cmd):
+    subprocess.run(cmd, check=True)
+run("ip", "link", "add", "veth-guest", "type", "veth", "peer", "name", "veth-wire")
+run("ip", "addr", "add", "10.9.0.1/24", "dev", "veth-guest")
+for dev in ("lo", "veth-guest", "veth-wire"):
+    run("ip", "link", "set", dev, "up")
+run("ip", "neigh", "add", "10.9.0.2", "lladdr", "02:00:00:00:00:02", "dev", "veth-guest")
+agent = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)
+said = []
+while not said or "ready" not in said[-1]:
+    said.append(agent.stdout.readline().strip())
+wire = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+wire.bind(("veth-wire", 0))
+wire.settimeout(5)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    udp.sendto(b"rally-lm" * 8, ("10.9.0.2", 9))
+while True:
+    frame = wire.recv(2048)
+    ip = frame[14:]
+    if ip[9] == 17 and ip[16:20] == socket.inet_aton("10.9.0.2"):
+        break
+header = (ip[0] & 15) * 4
+segment = ip[header:struct.unpack("!H", ip[2:4])[0]]
+pseudo = ip[12:20] + struct.pack("!BBH", 0, 17, len(segment))
+data = pseudo + segment + b"\0" * (len(segment) % 2)
+total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+while total >> 16:
+    total = (total & 0xFFFF) + (total >> 16)
+features = subprocess.run(["ethtool", "-k", "veth-guest"], capture_output=True,
+                          text=True).stdout
+agent.kill()
+print(json.dumps({"said": said, "checksum_valid": total == 0xFFFF,
+                  "tx_checksumming": "tx-checksumming: on" in features,
+                  "loopback": subprocess.run(["ethtool", "-k", "lo"], capture_output=True,
+                                             text=True).stdout.count("tx-checksumming: on")}))
+'''
+
+
+@pytest.mark.parametrize("offload", ["keep", "off"])
+def test_tx_checksum_offload_is_turned_off_only_when_asked(agent, offload):
+    require(os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ethtool"),
+            "root, unshare and ethtool are needed for a private network namespace")
+    # The datagram is read raw beside the sender, as Open vSwitch's userspace
+    # datapath reads a guest's tap: left to the device, its checksum is unfilled.
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", CHECKSUM_SEEN, *agent,
+                           "--udp-echo", "7", "--status-every", "60",
+                           "--tx-checksum-offload", offload],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["loopback"] == 1, seen  # loopback is left alone
+    if offload == "off":
+        assert "rally-lm-agent: TX checksum offload off on veth-guest" in seen["said"], seen
+        assert not seen["tx_checksumming"] and seen["checksum_valid"], seen
+    else:
+        assert not any("checksum" in line for line in seen["said"]), seen
+        assert seen["tx_checksumming"] and not seen["checksum_valid"], seen
+
+
+def test_an_unknown_tx_checksum_choice_is_refused(agent):
+    done = subprocess.run([*agent, "--udp-echo", "7", "--tx-checksum-offload", "no"],
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2 and "--tx-checksum-offload" in done.stderr, done.stderr

@@ -39,6 +39,15 @@ def test_the_seed_workload_never_writes_a_raw_device_unless_named():
     assert "--fill-path" not in dedicated
 
 
+def test_tx_checksum_offload_is_left_alone_unless_turned_off():
+    assert "--tx-checksum-offload" not in agent_argv(AGENT)
+    assert "--tx-checksum-offload" not in agent_argv({**AGENT, "tx_checksum_offload": "keep"})
+    off = agent_argv({**AGENT, "tx_checksum_offload": "off"})
+    assert off[off.index("--tx-checksum-offload") + 1] == "off"
+    runner = yaml.safe_load(agent_user_data({**AGENT, "tx_checksum_offload": "off"}))
+    assert "--tx-checksum-offload off" in runner["write_files"][1]["content"]
+
+
 def test_the_runner_script_is_valid_shell(tmp_path):
     runner = yaml.safe_load(agent_user_data(AGENT))["write_files"][1]["content"]
     script = tmp_path / "run-agent"
@@ -85,5 +94,8 @@ def test_the_agent_parses_its_command_line():
 
     args = agent.parse(agent_argv(AGENT))
     assert (args.fill_path, args.disk_fill, args.dirty_mib, args.dirty_rate) == ("/", 50, 64, 8)
+    assert args.tx_checksum_offload == "keep"
+    assert agent.parse(agent_argv({**AGENT, "tx_checksum_offload": "off"})
+                       ).tx_checksum_offload == "off"
     with pytest.raises(SystemExit):
         agent.parse(["--fill-path", "/", "--disk", "/dev/vdb"])

@@ -30,6 +30,8 @@ def agent_argv(agent: dict) -> list[str]:
         else:
             argv += ["--fill-path", agent["disk_fill_path"]]
         argv += ["--disk-fill", str(agent["disk_fill_percent"])]
+    if agent.get("tx_checksum_offload", "keep") == "off":
+        argv += ["--tx-checksum-offload", "off"]
     return argv
 
 
@@ -177,6 +179,16 @@ class LiveMigrationWorkload(context.Context):
                                     "description": "Instead, write raw blocks over this "
                                                    "dedicated data device (never one with a "
                                                    "mounted filesystem)."},
+                    "tx_checksum_offload": {
+                        "enum": ["keep", "off"],
+                        "description": "off: the agent turns TX checksum offload off on "
+                                       "the guest's interfaces before it answers, so the "
+                                       "guest fills its own TCP/UDP checksums. For a "
+                                       "datapath that forwards a virtio guest's offloaded "
+                                       "checksums unfilled (Open vSwitch's userspace "
+                                       "datapath without offload support, as on the "
+                                       "testbed's OVN); keep (default) leaves the guest "
+                                       "as the image made it."},
                 },
             },
         },
@@ -338,8 +350,10 @@ class LiveMigrationWorkload(context.Context):
             # on the way (rules, NAT, or a guest that cannot route its answer).
             hint = (f"the agent of {', '.join(ready)} says in the console log that it is "
                     "ready, so the path between here and the guest fails: a security group "
-                    "or firewall, the floating IP's NAT, or a guest without a route back "
-                    "(no default gateway: it answers its own subnet only)")
+                    "or firewall, the floating IP's NAT, a guest without a route back "
+                    "(no default gateway: it answers its own subnet only), or a datapath "
+                    "that drops the guest's offloaded checksums unfilled (ICMP passes, "
+                    "UDP/TCP do not: agent.tx_checksum_offload off)")
         elif answered:
             # Others answering proves the path from here; a silent few point at
             # their guests (a slow or failed boot: their console logs say).

@@ -178,8 +178,9 @@ READY_CONSOLE = ("[   88.1] cloud-init[375]: Created symlink ...\n"
                  "rally-lm-agent: ready tcp-echo=7 udp-echo=7 sink=0\n")
 PATH_HINT = ("the agent of {} says in the console log that it is ready, so the path between "
              "here and the guest fails: a security group or firewall, the floating IP's NAT, "
-             "or a guest without a route back (no default gateway: it answers its own "
-             "subnet only)")
+             "a guest without a route back (no default gateway: it answers its own "
+             "subnet only), or a datapath that drops the guest's offloaded checksums "
+             "unfilled (ICMP passes, UDP/TCP do not: agent.tx_checksum_offload off)")
 
 
 def unreadable(_server_id):
