@@ -412,9 +412,13 @@ class ChassisListener:
     def start(self) -> ChassisListener:
         for name, command, on_line in (("ovs", OVS_MONITOR, self._interface_line),
                                        ("rarp", RARP_CAPTURE, self._rarp_line)):
-            self._streams.append(LineStream(
-                [*self.shell, HELD.format(command=command)], f"{self.chassis}-{name}",
-                on_line, hold_stdin=True).start())
+            stream = LineStream([*self.shell, HELD.format(command=command)],
+                                f"{self.chassis}-{name}", on_line, hold_stdin=True)
+            try:
+                self._streams.append(stream.start())
+            except OSError as exc:  # no ssh client (the validator checks it first)
+                self.error = f"{self.chassis}: {name} watch not started: {exc}"
+                break
         return self
 
     def _add(self, found: list[PortEvent]) -> None:

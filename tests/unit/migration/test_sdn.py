@@ -469,6 +469,12 @@ def test_the_chassis_watch_says_what_a_compute_lacks_and_when_a_watch_died(compu
     assert sdn.check_chassis(["/nonexistent/ssh"]).startswith("no shell: ")
 
 
+def test_a_chassis_watch_without_its_shell_is_an_error_not_a_crash():
+    listener = sdn.ChassisListener("hv2", ["/nonexistent/ssh"]).start()
+    assert listener.error.startswith("hv2: ovs watch not started: "), listener.error
+    assert listener.stop() == []
+
+
 def test_only_received_rarps_are_events():
     line = ("1796636874.377699 tap1c2f0a B   ifindex 2 fa:16:3e:11:22:33 ethertype Reverse "
             "ARP (0x8035), length 66: Reverse Request who-is fa:16:3e:11:22:33 tell "
