@@ -190,7 +190,7 @@ def fresh_wait(rows: list[list], start: float, end: float,
 
 # -- one mode -------------------------------------------------------------------------------
 
-def run_mode(mode: str, args_file: Path, out: Path, second_priority: int = 0) -> list[dict]:
+def run_mode(mode: str, args_file: Path, out: Path, second_priority: int) -> list[dict]:
     storage, tunnelled = mode.split("-")
     current = testbed.read_mode()
     if (current["storage"], current["tunnelled"]) != (storage, tunnelled):

@@ -482,6 +482,8 @@ def attribute(events: list[PortEvent], resumed_wall: float | None,
     # compute), the capture cannot.
     rarp_sent = min((e.wall if e.host_wall is None else e.host_wall for e in rarps),
                     default=None)
+    activations = [] if rarp_sent is None else [
+        e for e in at_destination if e.kind == "activated" and e.wall >= rarp_sent]
     enders = [e for e in events if e.kind in ("activated", "moved")
               and e.wall <= first_through_wall + slack]
     if not enders and rarp_sent is not None and rarp_sent <= first_through_wall + slack:
@@ -492,7 +494,7 @@ def attribute(events: list[PortEvent], resumed_wall: float | None,
         # first request it let through. With the RARP seen at the destination before
         # that request, the activation it caused is named all the same, a negative
         # first_through_after_ender_ms saying it was seen late.
-        enders = [e for e in at_destination if e.kind == "activated" and e.wall >= rarp_sent][:1]
+        enders = activations[:1]
     share = max(0.0, first_through_wall - resumed_wall)
     found: dict[str, Any] = {"network_share_ms": round(share * 1000.0, 3)}
     if enders:
@@ -503,8 +505,6 @@ def attribute(events: list[PortEvent], resumed_wall: float | None,
                           (first_through_wall - ender.wall) * 1000.0, 3)})
     if rarp_sent is not None:
         found["rarp_after_resume_ms"] = round((rarp_sent - resumed_wall) * 1000.0, 3)
-        activations = [e for e in at_destination
-                       if e.kind == "activated" and e.wall >= rarp_sent]
         if activations:
             found["activated_after_rarp_ms"] = round(
                 (activations[0].wall - rarp_sent) * 1000.0, 3)
